@@ -17,9 +17,10 @@ __version__ = "0.1.0"
 DEFAULT_INIT = {GPTConfig: "gpt2", ViTConfig: "vit"}
 
 
-def build_model(cfg, init=None, seed=0, dtype="float32"):
+def build_model(cfg, init=None, seed=0, dtype="float32", **init_options):
     """A GPT (for a GPTConfig) or ViT (for a ViTConfig) with parameters drawn by scheme `init`
-    (default "gpt2" / "vit") from np.random.default_rng(seed), in `dtype`."""
+    (default "gpt2" / "vit") from np.random.default_rng(seed), in `dtype`. init_options are the
+    fields of init.InitOptions (init_std, init_scale, base_width, impulse_k)."""
     if not isinstance(cfg, (GPTConfig, ViTConfig)):
         raise TypeError(f"build_model needs a GPTConfig or ViTConfig, got {type(cfg).__name__}")
     dtype = np.dtype(dtype)
@@ -28,5 +29,6 @@ def build_model(cfg, init=None, seed=0, dtype="float32"):
     init = init or DEFAULT_INIT[type(cfg)]
     module, cls = (gpt, GPT) if isinstance(cfg, GPTConfig) else (vit, ViT)
     rng = np.random.default_rng(seed)
-    params = _init.init_params(cfg, module.param_shapes(cfg), init, rng, dtype)
+    opts = _init.InitOptions(**init_options)
+    params = _init.init_params(cfg, module.param_shapes(cfg), init, rng, dtype, opts)
     return cls(cfg, params)

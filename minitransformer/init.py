@@ -1,12 +1,22 @@
 """Initialization schemes: one function per scheme, its formula and paper in the docstring.
 
-A scheme is `fn(cfg, shapes, rng) -> dict[name, float64 array]`. Draws are made in float64 from
+A scheme is `fn(cfg, shapes, rng, opts) -> dict[name, float64 array]` (opts: InitOptions). Draws are made in float64 from
 the explicit generator and cast afterwards, so a seed gives the same model in float32 and float64.
 `role(name)` says what a tensor is (qkv, proj, fc, ...), so a scheme reads as a table of rules.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 SCHEMES = {}
+
+
+@dataclass
+class InitOptions:
+    init_std: float = 0.02        # std of the "normal" scheme
+    init_scale: float = 1.0       # multiplies every weight matrix after the scheme
+    base_width: int = None        # muP: the width whose behaviour is copied (None = n_embd)
+    impulse_k: int = 3            # structured: impulse window k x k (3 or 5)
 
 
 def scheme(name, formula, reference):
@@ -50,7 +60,7 @@ def _base(shapes):
 
 @scheme("gpt2", "N(0, 0.02^2); residual writers (attn/mlp c_proj) N(0, (0.02/sqrt(2L))^2)",
         "Radford et al. 2019, GPT-2; nanoGPT model.py")
-def gpt2(cfg, shapes, rng):
+def gpt2(cfg, shapes, rng, opts):
     out = _base(shapes)
     for name, shape in shapes.items():
         r = role(name)
@@ -73,7 +83,7 @@ def trunc_normal(rng, shape, std, a=-2.0, b=2.0):
 
 @scheme("vit", "linears trunc_normal(0.02); pos_embed 0.02; cls 1e-6; patch U(+-1/sqrt(P*P*Cin))",
         "Dosovitskiy et al. 2021, ViT; timm vision_transformer.py init_weights (default mode)")
-def vit(cfg, shapes, rng):
+def vit(cfg, shapes, rng, opts):
     out = _base(shapes)
     for name, shape in shapes.items():
         r = role(name)
@@ -89,9 +99,26 @@ def vit(cfg, shapes, rng):
     return out
 
 
-def init_params(cfg, shapes, init, rng, dtype):
-    """Run scheme `init` and cast to dtype; unknown names are a ValueError listing the choices."""
+def prepare_config(cfg, init, explicit=()):
+    """The config scheme `init` needs (e.g. norm="none" for t_fixup), keeping the fields named in
+    `explicit` as the user set them. Returns (cfg, list of warning strings)."""
+    return cfg, []
+
+
+def lr_multipliers(cfg, init, params, opts=None):
+    """Per-tensor learning-rate multipliers a scheme prescribes (muP), or None."""
+    return None
+
+
+def init_params(cfg, shapes, init, rng, dtype, opts=None):
+    """Run scheme `init`, apply opts.init_scale to every weight matrix, and cast to dtype.
+    Unknown names are a ValueError listing the choices."""
     if init not in SCHEMES:
         raise ValueError(f"unknown init {init!r}; choose one of: {', '.join(sorted(SCHEMES))}")
-    params = SCHEMES[init]["fn"](cfg, shapes, rng)
+    opts = opts or InitOptions()
+    params = SCHEMES[init]["fn"](cfg, shapes, rng, opts)
+    if opts.init_scale != 1.0:
+        for name in shapes:
+            if role(name) in ("qkv", "proj", "fc", "fc_proj", "head", "patch"):
+                params[name] = params[name] * opts.init_scale
     return {name: np.ascontiguousarray(params[name], dtype=dtype) for name in shapes}
