@@ -43,6 +43,9 @@ def gradcheck(samples, seed):
 
 
 # Commands that live in their own modules register here.
+from .cli_train import COMMANDS as _train_commands  # noqa: E402  (train, sample, bench)
+for _command in _train_commands:
+    cli.add_command(_command)
 
 
 def main(argv=None):

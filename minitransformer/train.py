@@ -1,0 +1,773 @@
+"""Training: the loop, evaluation, checkpoints, the run folder, resume and divergence handling.
+
+    from minitransformer.train import TrainConfig, run
+    summary = run(TrainConfig(max_iters=200), "runs/demo")   # nanoGPT's CPU Shakespeare otherwise
+
+One iteration, for step k = 0, 1, ..., max_iters - 1 (k = updates made so far, nanoGPT's iter_num):
+    1. if k % eval_interval == 0: evaluate the current parameters (train and val loss)
+    2. draw batch k from the data stream, loss and gradients, clip the global gradient norm
+    3. update with lr = get_lr(k, ...) (optim.py says exactly what step 0 gets)
+    4. log step k (its loss and lr) to metrics.jsonl; every checkpoint_interval updates, checkpoint
+After the loop: checkpoint, final evaluation (logged as step = max_iters), and a text sample (GPT)
+or the validation accuracy (ViT).
+
+Randomness: four explicit generators. Initialization uses np.random.default_rng(seed), so
+build_model(cfg, seed=seed) reproduces a run's initial weights; training batches, evaluation
+batches and sampling use the three children of np.random.SeedSequence(seed).spawn(3). The
+checkpoint holds the state of all of them, which is what makes --resume bit-identical.
+
+Run folder (DESIGN.md section 5): config.json, metrics.jsonl, summary.json, checkpoint.npz.
+"""
+from dataclasses import dataclass, asdict, fields
+from pathlib import Path
+import datetime
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+
+from . import __version__, build_model
+from .config import ConfigError, GPTConfig, ViTConfig, NORMS, POOLS
+from .data import load_dataset, get_text_batch, get_image_batch, IMAGE_DATA
+from .layers import cross_entropy_forward
+from .optim import AdamW, SGD, SCHEDULES, clip_grad_norm, get_lr
+from . import init as _init
+
+REPO_DATA = Path(__file__).resolve().parent.parent / "data"   # the bundled data sets
+MODELS = ("gpt", "vit")
+OPTIMIZERS = ("adamw", "sgd")
+DTYPES = ("float32", "float64")
+DEFAULT_INIT = {"gpt": "gpt2", "vit": "vit"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. Defaults: nanoGPT's CPU Shakespeare configuration (GPT).
+    TrainConfig.for_model("vit", ...) starts from the ViT defaults (VIT_DEFAULTS) instead."""
+    # what to train
+    model: str = "gpt"                  # "gpt" (character language model) or "vit" (image classifier)
+    data: str = "data/tinyshakespeare.txt"   # gpt: any UTF-8 text file; vit: "mnist" or "digits"
+    # model shape
+    n_layer: int = 4                    # L: transformer blocks
+    n_head: int = 4                     # NH: attention heads
+    n_embd: int = 128                   # C: channels (must be divisible by n_head)
+    block_size: int = 64                # T: GPT context length in characters (unused by vit)
+    norm: str = "pre"                   # "pre" (GPT-2, ViT), "post" (original Transformer), "none"
+    rezero: bool = False                # learned gate alpha on both branches of each block
+    patch_size: int = 7                 # vit: P, must divide the image size (28 -> 16 patches)
+    pool: str = "cls"                   # vit: "cls" token or "mean" of the patch tokens
+    # initialization
+    init: str = None                    # scheme name from init.py; None = gpt2 (gpt) / vit (vit)
+    init_scale: float = 1.0             # multiplies every weight matrix after the scheme
+    init_std: float = 0.02              # std of schemes that take one ("normal")
+    init_from: str = None               # start from another run's folder/checkpoint (transfer.py)
+    reinit_head: bool = False           # with init_from: draw the head afresh
+    allow_partial: bool = False         # with init_from: skip tensors whose shapes differ
+    # optimization
+    batch_size: int = 12                # B: sequences (gpt) or images (vit) per step
+    max_iters: int = 2000               # optimizer steps; always finite
+    optimizer: str = "adamw"            # "adamw" or "sgd" (with momentum)
+    lr: float = 1e-3                    # peak learning rate
+    min_lr: float = 1e-4                # floor of the decay (nanoGPT: lr / 10)
+    schedule: str = "cosine"            # cosine | linear | constant | noam | inverse_sqrt
+    warmup_iters: int = 100             # linear warmup steps (0 = none)
+    lr_decay_iters: int = None          # cosine/linear reach min_lr here; None = max_iters (2000)
+    beta1: float = 0.9                  # AdamW beta1
+    beta2: float = 0.99                 # AdamW beta2 (nanoGPT's CPU config: small data, 0.99)
+    weight_decay: float = 0.1           # decoupled, on 2-D weights only
+    momentum: float = 0.9               # sgd only
+    grad_clip: float = 1.0              # global gradient-norm clip; 0 = off
+    # evaluation, logging, checkpoints
+    eval_interval: int = 250            # evaluate every this many steps; 0 = only at the end
+    eval_iters: int = 20                # batches per split per evaluation (also the final one)
+    log_interval: int = 10              # write metrics.jsonl (and a progress line) every N steps
+    checkpoint_interval: int = 250      # checkpoint every N steps; 0 = only at the end
+    # reproducibility
+    seed: int = 1337                    # every random stream derives from it
+    dtype: str = "float32"              # training precision: float32 or float64
+    explicit: tuple = ()                # fields the user set on purpose (schemes may adapt the rest)
+
+    def __post_init__(self):
+        self.explicit = tuple(self.explicit)
+        names = {f.name for f in fields(self)}
+        bad = [n for n in self.explicit if n not in names]
+        if bad:
+            raise ConfigError(f"unknown TrainConfig field(s) in explicit: {', '.join(bad)}")
+        _choice("model", self.model, MODELS)
+        if not isinstance(self.data, str) or not self.data:
+            raise ConfigError(f"data must be a file path or a data set name, got {self.data!r}")
+        if self.model == "vit" and self.data not in IMAGE_DATA:
+            raise ConfigError(f"data for vit must be one of {', '.join(IMAGE_DATA)}; "
+                              f"got {self.data!r}")
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "patch_size", "batch_size",
+                     "max_iters", "eval_iters", "log_interval"):
+            _positive_int(name, getattr(self, name))
+        if self.n_embd % self.n_head != 0:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        _choice("norm", self.norm, NORMS)
+        _choice("pool", self.pool, POOLS)
+        for name in ("rezero", "reinit_head", "allow_partial"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.init is not None and self.init not in _init.SCHEMES:
+            raise ConfigError(f"unknown init {self.init!r}; choose one of: "
+                              f"{', '.join(sorted(_init.SCHEMES))}")
+        for name in ("init_scale", "init_std", "lr"):
+            _positive_float(name, getattr(self, name))
+        if self.init_from is not None and (not isinstance(self.init_from, str)
+                                           or not self.init_from):
+            raise ConfigError(f"init_from must be a run folder or checkpoint path, "
+                              f"got {self.init_from!r}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _number_in("min_lr", self.min_lr, 0.0, self.lr, f"between 0 and lr ({self.lr})")
+        for name in ("warmup_iters", "eval_interval", "checkpoint_interval", "seed"):
+            _nonnegative_int(name, getattr(self, name))
+        if self.lr_decay_iters is not None:
+            _positive_int("lr_decay_iters", self.lr_decay_iters)
+        if self.schedule in ("cosine", "linear") and self.decay_iters < self.warmup_iters:
+            raise ConfigError(f"warmup_iters ({self.warmup_iters}) is longer than the "
+                              f"{self.schedule} decay, lr_decay_iters ({self.decay_iters}); "
+                              f"lower --warmup-iters or raise --lr-decay-iters")
+        for name in ("beta1", "beta2", "momentum"):
+            _number_in(name, getattr(self, name), 0.0, 1.0, "in [0, 1)", open_right=True)
+        _number_in("weight_decay", self.weight_decay, 0.0, math.inf, ">= 0")
+        _number_in("grad_clip", self.grad_clip, 0.0, math.inf, ">= 0 (0 turns clipping off)")
+        _choice("dtype", self.dtype, DTYPES)
+
+    @property
+    def decay_iters(self):
+        """lr_decay_iters, with None meaning max_iters."""
+        return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
+
+    @property
+    def init_name(self):
+        return self.init or DEFAULT_INIT[self.model]
+
+    def lr_at(self, step):
+        """The learning rate of optimizer step `step` (0-based)."""
+        return get_lr(step, self.schedule, self.lr, self.min_lr, self.warmup_iters,
+                      self.decay_iters)
+
+    @classmethod
+    def for_model(cls, **settings):
+        """The defaults of settings["model"] (VIT_DEFAULTS for vit), then `settings`, which are
+        recorded as explicit. `python cli.py train` builds this from the options the user typed."""
+        model = settings.get("model", "gpt")
+        names = {f.name for f in fields(cls)} - {"explicit"}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
+        values = dict(MODEL_DEFAULTS.get(model, {}))
+        values.update(settings)
+        return cls(**values, explicit=tuple(sorted(settings)))
+
+    def to_dict(self):
+        d = asdict(self)
+        d["explicit"] = list(self.explicit)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+# The ViT's defaults, chosen by measurement: on the MNIST 8,000/2,000 split they reach >= 95%
+# validation accuracy in about a minute on 2 cores (see README, "Training").
+VIT_DEFAULTS = dict(
+    data="mnist",           # 8,000 train / 2,000 validation images of MNIST's test set
+    n_layer=4,              # 4 blocks of
+    n_head=4,               # 4 heads of 16 channels
+    n_embd=64,              # C = 64
+    patch_size=7,           # 16 patches of 7x7 (+ the cls token: 17 tokens)
+    batch_size=128,         # images per step
+    max_iters=2000,         # 32 epochs of the 8,000 training images
+    lr=2e-3,                # peak learning rate
+    min_lr=1e-4,            # cosine floor
+    warmup_iters=100,       # linear warmup
+    weight_decay=0.05,
+    eval_interval=250,
+    eval_iters=20,
+)
+MODEL_DEFAULTS = {"gpt": {}, "vit": VIT_DEFAULTS}
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _nonnegative_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def _positive_float(name, value):
+    _number_in(name, value, 0.0, math.inf, "positive and finite", open_left=True)
+
+
+def _number_in(name, value, lo, hi, what, open_left=False, open_right=False):
+    """ConfigError unless value is a finite number in [lo, hi] (or the open variants)."""
+    try:
+        v = float(value)
+        ok = (not isinstance(value, (bool, str)) and math.isfinite(v)
+              and (v > lo if open_left else v >= lo) and (v < hi if open_right else v <= hi))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and model
+
+def resolve_data(cfg):
+    """load_dataset() for cfg: a relative text path that does not exist here is also looked up
+    next to the package (so the bundled data/ works from any directory)."""
+    if cfg.model == "vit":
+        data_dir = Path("data")
+        if not any(data_dir.glob("t10k-*")) and not (data_dir / "digits.csv.gz").exists():
+            data_dir = REPO_DATA
+        return load_dataset("vit", cfg.data, data_dir)
+    path = Path(cfg.data)
+    if not path.exists() and not path.is_absolute():
+        bundled = REPO_DATA.parent / path
+        if bundled.exists():
+            path = bundled
+    return load_dataset("gpt", str(path))
+
+
+def model_config(cfg, data):
+    """GPTConfig/ViTConfig from the settings and the data, adapted by the init scheme
+    (init.prepare_config). Returns (model_cfg, warnings)."""
+    if cfg.model == "gpt":
+        data.check_block(cfg.block_size)
+        mcfg = GPTConfig(vocab_size=data.vocab_size, block_size=cfg.block_size,
+                         n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                         norm=cfg.norm, rezero=cfg.rezero)
+    else:
+        mcfg = ViTConfig(image_size=data.image_size, patch_size=cfg.patch_size,
+                         in_channels=data.in_channels, n_classes=data.n_classes,
+                         n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                         norm=cfg.norm, pool=cfg.pool, rezero=cfg.rezero)
+    explicit = tuple(n for n in cfg.explicit if n in {f.name for f in fields(mcfg)})
+    return _init.prepare_config(mcfg, cfg.init_name, explicit)
+
+
+def config_from_dict(model, d):
+    return (GPTConfig if model == "gpt" else ViTConfig).from_dict(d)
+
+
+def make_model(cfg, mcfg):
+    """The model with its initial parameters (scheme cfg.init_name from default_rng(cfg.seed))."""
+    return build_model(mcfg, init=cfg.init_name, seed=cfg.seed, dtype=cfg.dtype,
+                       init_std=cfg.init_std, init_scale=cfg.init_scale)
+
+
+def make_optimizer(cfg, mcfg, params):
+    opts = _init.InitOptions(init_std=cfg.init_std, init_scale=cfg.init_scale)
+    mult = _init.lr_multipliers(mcfg, cfg.init_name, params, opts)
+    if cfg.optimizer == "adamw":
+        return AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                     weight_decay=cfg.weight_decay, lr_mult=mult)
+    return SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+               lr_mult=mult)
+
+
+def make_streams(seed):
+    """Generators for training batches, evaluation batches and sampling (init has its own)."""
+    data_ss, eval_ss, sample_ss = np.random.SeedSequence(seed).spawn(3)
+    return {"data": np.random.default_rng(data_ss), "eval": np.random.default_rng(eval_ss),
+            "sample": np.random.default_rng(sample_ss)}
+
+
+def get_batch(cfg, data, split, rng):
+    """(x, y) of one batch: windows of text (GPT) or images and labels (ViT)."""
+    if cfg.model == "gpt":
+        ids = data.train if split == "train" else data.val
+        return get_text_batch(ids, cfg.batch_size, cfg.block_size, rng)
+    if split == "train":
+        return get_image_batch(data.train_x, data.train_y, cfg.batch_size, rng)
+    return get_image_batch(data.val_x, data.val_y, cfg.batch_size, rng)
+
+
+def evaluate(cfg, model, data, rng):
+    """train_loss and val_loss: means over eval_iters batches drawn from rng. For ViT, val_loss and
+    val_acc are over the whole validation set instead (exact, and cheap at 2,000 images)."""
+    out = {}
+    splits = ("train", "val") if cfg.model == "gpt" else ("train",)
+    for split in splits:
+        losses = [float(model.loss(*get_batch(cfg, data, split, rng)))
+                  for _ in range(cfg.eval_iters)]
+        out[f"{split}_loss"] = float(np.mean(losses))
+    if cfg.model == "vit":
+        out["val_loss"], out["val_acc"] = image_loss_and_accuracy(model, data.val_x, data.val_y)
+    return out
+
+
+def image_loss_and_accuracy(model, x, y, chunk=500):
+    """Mean cross-entropy and accuracy of a ViT over all of (x, y), in chunks of 500 images."""
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(x), chunk):
+        logits = model.forward(x[i:i + chunk])                  # (b, K)
+        loss, _ = cross_entropy_forward(logits, y[i:i + chunk])
+        total_loss += float(loss) * len(logits)
+        correct += int((logits.argmax(axis=1) == y[i:i + chunk]).sum())
+    return total_loss / len(x), correct / len(x)
+
+
+def diverged(loss, initial_loss):
+    """A loss that is not finite, or has blown far above its start: more than
+    max(3 * initial, initial + 5) (13 nats for a GPT that starts at ln 65 = 4.2)."""
+    return not math.isfinite(loss) or loss > max(3.0 * initial_loss, initial_loss + 5.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files of the run folder
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def _atomic_write(path, write):
+    """Call write(file) on a temporary file in path's folder, fsync it and rename it over path,
+    so a reader (or a process killed half-way) sees either the old file or the new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:                                        # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def write_json(path, obj):
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+
+
+def _rng_array(rng):
+    """A generator's state as a 0-d unicode array holding JSON (no pickle needed to load it)."""
+    return np.array(json.dumps(rng.bit_generator.state))
+
+
+def _set_rng(rng, arr, name, path):
+    try:
+        rng.bit_generator.state = json.loads(str(arr[()]))
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: RNG state {name} is unusable ({e})") from None
+
+
+def save_checkpoint(path, params, opt, step, streams, train_state):
+    """checkpoint.npz: params under their own names, opt.* optimizer state, step, rng.* states
+    (JSON strings) and train.* scalars (divergence reference, best val loss, elapsed seconds)."""
+    arrays = dict(params)
+    arrays.update(opt.state_dict())
+    arrays["step"] = np.array(step, dtype=np.int64)
+    for name, rng in streams.items():
+        arrays[f"rng.{name}"] = _rng_array(rng)
+    for name, value in train_state.items():
+        arrays[f"train.{name}"] = np.array(np.nan if value is None else value, dtype=np.float64)
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path):
+    """Every array of a checkpoint.npz as a dict, read with allow_pickle=False. A missing,
+    truncated, corrupt or pickle-holding file is a CheckpointError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:1] == b"\x80":                    # the first byte of a pickle (protocol >= 2)
+        raise CheckpointError(f"{path} is a pickle, not a checkpoint; refusing to load it")
+    if head != b"PK\x03\x04":                  # every .npz is a zip archive
+        raise CheckpointError(f"{path} is corrupt or not a checkpoint (not an .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise CheckpointError(f"{path} holds pickled objects; refusing to load it "
+                                  f"(checkpoints hold plain arrays only)") from None
+        raise CheckpointError(f"{path} is not a valid checkpoint: {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise CheckpointError(f"{path} is corrupt or not a checkpoint ({type(e).__name__}: "
+                              f"{e})") from None
+
+
+def restore_params(params, ckpt, path):
+    """Copy checkpoint arrays into the live params; every name and shape must match."""
+    missing = [n for n in params if n not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} lacks parameter(s) {', '.join(missing[:3])}"
+                              f"{' ...' if len(missing) > 3 else ''}")
+    for name, p in params.items():
+        if ckpt[name].shape != p.shape:
+            raise CheckpointError(f"{path}: {name} has shape {ckpt[name].shape}, the model "
+                                  f"needs {p.shape}")
+        p[...] = ckpt[name]
+
+
+def truncate_metrics(path, step):
+    """Keep the lines of metrics.jsonl for steps < step (those written before the checkpoint);
+    a process killed after the checkpoint may have left later or half-written lines."""
+    if not path.exists():
+        return
+    keep = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] >= step:
+                    break
+            except (ValueError, KeyError, TypeError):
+                break
+            keep.append(line if line.endswith("\n") else line + "\n")
+    text = "".join(keep)
+    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def load_run(run_dir):
+    """(TrainConfig, model, info) of a run folder, with the parameters of its checkpoint.
+    info holds the run's config.json (vocab, model config) and the checkpoint's step."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file, not a run folder")
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"{run_dir} is not a run folder (it has no config.json)")
+    saved = read_json(run_dir / "config.json")
+    try:
+        cfg = TrainConfig.from_dict(saved["train"])
+        mcfg = config_from_dict(cfg.model, saved["model"])
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{run_dir}/config.json is incomplete or damaged ({e})") from None
+    model = build_model(mcfg, init=cfg.init_name, seed=cfg.seed, dtype=cfg.dtype,
+                        init_std=cfg.init_std, init_scale=cfg.init_scale)
+    ckpt_path = run_dir / "checkpoint.npz"
+    ckpt = load_checkpoint(ckpt_path)
+    restore_params(model.params, ckpt, ckpt_path)
+    info = dict(saved, step=int(ckpt["step"]) if "step" in ckpt else None)
+    return cfg, model, info
+
+
+def default_out_dir(cfg, root="runs"):
+    """runs/<model>-<YYYYmmdd-HHMMSS>, with -2, -3, ... if that exists already."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{cfg.model}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def check_out_dir(out_dir):
+    """A folder a new run may use: absent or empty. A file, or a folder holding a run, is an
+    error (nothing gets overwritten)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output path {out} is a file, not a folder; choose another --out")
+    if out.is_dir() and (out / "config.json").exists():
+        raise FileExistsError(f"{out} already holds a run; continue it with --resume {out} or "
+                              f"choose another --out")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress display
+
+class Progress:
+    """Step, loss, lr, ms/iter and ETA on stderr: one line rewritten in place on a terminal,
+    plain lines at every log step otherwise. ms/iter is a moving average of the training steps
+    (evaluation and checkpoint time excluded)."""
+
+    def __init__(self, enabled, total, stream=None):
+        self.enabled, self.total = enabled, total
+        self.stream = stream or sys.stderr
+        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.ms = None
+        self.last_draw = 0.0
+        self.open_line = False
+
+    def message(self, text, always=False):
+        if not (self.enabled or always):
+            return
+        if self.open_line:
+            self.stream.write("\r\033[K")
+            self.open_line = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def step(self, step, loss, lr, seconds, logged):
+        ms = seconds * 1e3
+        self.ms = ms if self.ms is None else 0.9 * self.ms + 0.1 * ms
+        if not self.enabled:
+            return
+        eta = _hms((self.total - step - 1) * self.ms / 1e3)
+        line = (f"step {step:>{len(str(self.total))}}/{self.total}  loss {loss:.4f}  lr {lr:.2e}"
+                f"  {self.ms:6.1f} ms/iter  ETA {eta}")
+        now = time.monotonic()
+        if self.tty and (now - self.last_draw > 0.1 or step == self.total - 1):
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+            self.open_line, self.last_draw = True, now
+        elif not self.tty and logged:
+            self.message(line)
+
+
+def _hms(seconds):
+    seconds = int(round(max(seconds, 0)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _fmt_eval(ev):
+    parts = [f"{k.replace('_', ' ')} {v:.2%}" if k.endswith("acc") else
+             f"{k.replace('_', ' ')} {v:.4f}" for k, v in ev.items()]
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+def resume(run_dir, progress=True):
+    """Continue the run in run_dir from its checkpoint to its max_iters (its config.json decides
+    everything); the result is bit-identical to a run that was never interrupted."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file, not a run folder")
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"{run_dir} is not a run folder (it has no config.json)")
+    saved = read_json(run_dir / "config.json")
+    try:
+        cfg = TrainConfig.from_dict(saved["train"])
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{run_dir}/config.json is incomplete or damaged ({e})") from None
+    return run(cfg, run_dir, resume=True, progress=progress)
+
+
+def run(cfg, out_dir=None, resume=False, progress=True):
+    """Train as cfg says and write the run folder out_dir (default runs/<model>-<time>).
+    With resume=True, continue the run in out_dir from its checkpoint instead. Returns the dict
+    written to summary.json; its "status" is "completed" or "diverged".
+
+    Everything that can be wrong with the input (data, shapes, numbers, checkpoint) is checked
+    before the first file is written."""
+    t_start = time.perf_counter()
+    show = Progress(progress, cfg.max_iters)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
+    if resume:
+        if not (out / "config.json").is_file():
+            raise FileNotFoundError(f"run folder not found or has no config.json: {out}")
+    else:
+        check_out_dir(out)
+
+    # --- data, model, optimizer, random streams (nothing written yet)
+    data = resolve_data(cfg)
+    vocab = data.vocab if cfg.model == "gpt" else None
+    if resume:
+        saved = read_json(out / "config.json")
+        mcfg = config_from_dict(cfg.model, saved["model"])
+        if saved.get("vocab") != vocab:
+            raise ValueError(f"the data of {out} has changed since the run started (its "
+                             f"vocabulary differs from config.json)")
+        warnings = []
+    else:
+        mcfg, warnings = model_config(cfg, data)
+    for w in warnings:
+        show.message(f"warning: {w}")
+    model = make_model(cfg, mcfg)
+    params = model.params
+    if cfg.init_from is not None and not resume:
+        from .transfer import apply_init_from          # lazily: only runs that transfer need it
+        reinit = apply_init_from(model, cfg.init_from, init=cfg.init_name, seed=cfg.seed,
+                                 reinit_head=cfg.reinit_head, allow_partial=cfg.allow_partial,
+                                 vocab=vocab)
+        for line in reinit or ():
+            show.message(f"init_from: {line}")
+    opt = make_optimizer(cfg, mcfg, params)
+    streams = make_streams(cfg.seed)
+    n_params = int(sum(p.size for p in params.values()))
+
+    # training state carried through checkpoints
+    state = {"initial_loss": None, "last_finite_loss": None, "best_val_loss": None,
+             "elapsed_s": 0.0}
+    start = 0
+    ckpt_path = out / "checkpoint.npz"
+    metrics_path = out / "metrics.jsonl"
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        try:
+            restore_params(params, ckpt, ckpt_path)
+            opt.load_state_dict(ckpt)
+            for name, rng in streams.items():
+                _set_rng(rng, ckpt[f"rng.{name}"], name, ckpt_path)
+            start = int(ckpt["step"])
+            for name in state:
+                v = float(ckpt[f"train.{name}"])
+                state[name] = None if math.isnan(v) else v
+        except KeyError as e:
+            raise CheckpointError(f"{ckpt_path} lacks {e.args[0]}; it is not a training "
+                                  f"checkpoint") from None
+        except ValueError as e:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"{ckpt_path} does not fit this run: {e}") from None
+        if not 0 <= start <= cfg.max_iters:
+            raise CheckpointError(f"{ckpt_path} is at step {start}, outside 0..{cfg.max_iters}")
+        show.message(f"resuming {out} from step {start}")
+    elif resume:
+        show.message(f"{out} has no checkpoint yet: starting from step 0")
+
+    # --- the run folder
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        truncate_metrics(metrics_path, start)
+    else:
+        write_json(out / "config.json", {"train": cfg.to_dict(), "model": mcfg.to_dict(),
+                                         "vocab": vocab, "n_params": n_params,
+                                         "minitransformer_version": __version__})
+        metrics_path.write_text("")
+    show.message(f"{cfg.model}: {n_params:,} parameters, init {cfg.init_name}, "
+                 f"{cfg.max_iters} steps of batch {cfg.batch_size} -> {out}")
+
+    metrics = open(metrics_path, "a", encoding="utf-8")
+
+    def log(record):
+        metrics.write(json.dumps(record, allow_nan=False) + "\n")
+        metrics.flush()
+
+    def elapsed():
+        return state["elapsed_s"] + time.perf_counter() - t_start
+
+    def checkpoint(step):
+        metrics.flush()
+        save_checkpoint(ckpt_path, params, opt, step, streams, dict(state, elapsed_s=elapsed()))
+
+    def record_eval(ev):
+        if state["best_val_loss"] is None or ev["val_loss"] < state["best_val_loss"]:
+            state["best_val_loss"] = ev["val_loss"]
+        show.message(f"step {step}: {_fmt_eval(ev)}")
+
+    # --- the loop
+    status, divergence, step_times = "completed", None, []
+    try:
+        for step in range(start, cfg.max_iters):
+            record = {"step": step}
+            if cfg.eval_interval and step % cfg.eval_interval == 0:
+                ev = evaluate(cfg, model, data, streams["eval"])
+                record_eval(ev)
+            else:
+                ev = {}
+            t0 = time.perf_counter()
+            x, y = get_batch(cfg, data, "train", streams["data"])
+            loss, grads = model.loss_and_grads(x, y)
+            loss, lr = float(loss), cfg.lr_at(step)
+            if state["initial_loss"] is None:
+                state["initial_loss"] = loss
+            grad_norm = math.nan
+            if not diverged(loss, state["initial_loss"]):
+                grad_norm = clip_grad_norm(grads, cfg.grad_clip)
+            if diverged(loss, state["initial_loss"]) or not math.isfinite(grad_norm):
+                why = (f"loss {loss:.4g}" if diverged(loss, state["initial_loss"])
+                       else "gradient norm is not finite")
+                log(dict(record, loss=loss if math.isfinite(loss) else None, lr=lr, **ev))
+                divergence = {"step": step, "reason": why,
+                              "loss": loss if math.isfinite(loss) else None}
+                status = "diverged"
+                break
+            opt.step(params, grads, lr)
+            state["last_finite_loss"] = loss
+            step_times.append(time.perf_counter() - t0)
+            logged = (step % cfg.log_interval == 0 or step == cfg.max_iters - 1 or bool(ev))
+            if logged:
+                log(dict(record, loss=loss, lr=lr, **ev))
+            show.step(step, loss, lr, step_times[-1], logged)
+            done = step + 1
+            if cfg.checkpoint_interval and done % cfg.checkpoint_interval == 0 \
+                    and done < cfg.max_iters:
+                checkpoint(done)
+
+        summary = {"status": status, "model": cfg.model, "n_params": n_params}
+        if status == "completed":
+            step = cfg.max_iters
+            checkpoint(step)                           # before the final eval: see resume notes
+            ev = evaluate(cfg, model, data, streams["eval"])
+            record_eval(ev)
+            log(dict({"step": step}, **ev))
+            summary.update(step=step, final_val_loss=ev["val_loss"],
+                           final_train_loss=ev["train_loss"])
+            if cfg.model == "vit":
+                summary["val_acc"] = ev["val_acc"]
+                show.message(f"validation accuracy {ev['val_acc']:.2%} "
+                             f"({len(data.val_y)} images)")
+            else:
+                from .sample import generate, start_ids
+                ids = generate(model, start_ids(vocab, ""), 200, streams["sample"])
+                summary["sample"] = "".join(vocab[i] for i in ids)
+                if progress:
+                    print(summary["sample"], flush=True)
+        else:
+            summary.update(step=divergence["step"], final_val_loss=None,
+                           diverged_step=divergence["step"], diverged_loss=divergence["loss"],
+                           reason=divergence["reason"],
+                           last_finite_loss=state["last_finite_loss"])
+            show.message(f"diverged at step {divergence['step']}: {divergence['reason']} "
+                         f"(last finite loss {_fmt_loss(state['last_finite_loss'])}); "
+                         f"stopped, see {out / 'summary.json'}", always=True)
+        wall = elapsed()
+        summary.update(best_val_loss=state["best_val_loss"], wall_time_s=round(wall, 3),
+                       ms_per_iter=round(1e3 * float(np.mean(step_times)), 3)
+                       if step_times else None, max_iters=cfg.max_iters, out_dir=str(out))
+        write_json(out / "summary.json", summary)
+    finally:
+        metrics.close()
+    if status == "completed":
+        show.message(f"done: val loss {summary['final_val_loss']:.4f}, {_hms(wall)} "
+                     f"({summary['ms_per_iter']} ms/iter) -> {out}")
+    return summary
+
+
+def _fmt_loss(x):
+    return "none" if x is None else f"{x:.4f}"
