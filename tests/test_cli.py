@@ -1,0 +1,198 @@
+"""Tests of the train / sample / bench commands: every bad input of issue 3 item 8 is one line on
+stderr with a non-zero exit and no traceback, options map onto TrainConfig, explicit options are
+recorded, and a diverging run exits non-zero. Most tests call cli.main in-process (the same code
+path as `python cli.py`); one runs the real script in a subprocess."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minitransformer.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
+        "--batch-size", "8", "--max-iters", "20", "--warmup-iters", "2", "--eval-interval", "10",
+        "--eval-iters", "2", "--checkpoint-interval", "10"]
+DESIGN_OPTIONS = ("--model --data --out --resume --seed --dtype --init --init-scale --init-std "
+                  "--norm --rezero --no-rezero --n-layer --n-head --n-embd --block-size "
+                  "--batch-size --patch-size --pool --max-iters --lr --min-lr --warmup-iters "
+                  "--lr-decay-iters --schedule --beta1 --beta2 --weight-decay --grad-clip "
+                  "--eval-interval --eval-iters --log-interval --checkpoint-interval --optimizer "
+                  "--init-from --reinit-head --allow-partial").split()
+
+
+def cli(capsys, *args):
+    """Run the CLI in-process: (exit status, stdout, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *words):
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A finished tiny GPT run."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    main(["train", *TINY, "--out", str(out), "--quiet"])
+    return out
+
+
+# ------------------------------------------------------------------------------ bad input
+
+def _files(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "binary.dat").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" * 20)
+    (tmp_path / "latin1.txt").write_bytes("café crème".encode("latin-1") * 50)
+    (tmp_path / "short.txt").write_text("To be, or not to be: that is the question.\n")
+    (tmp_path / "a_file").write_text("not a folder")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--data", "{d}/missing.txt"], ["not found", "missing.txt"]),
+    (["--data", "{d}/empty.txt"], ["empty.txt is empty"]),
+    (["--data", "{d}/binary.dat"], ["binary"]),
+    (["--data", "{d}/latin1.txt"], ["not valid UTF-8"]),
+    (["--data", "{d}/short.txt"], ["text too short"]),
+    (["--n-embd", "30", "--n-head", "4"], ["n_embd (30) must be divisible by n_head (4)"]),
+    (["--lr", "0"], ["lr must be positive"]),
+    (["--lr", "-0.001"], ["lr must be positive"]),
+    (["--lr", "nan"], ["lr must be positive and finite"]),
+    (["--lr", "inf"], ["lr must be positive and finite"]),
+    (["--batch-size", "0"], ["batch_size must be a positive integer"]),
+    (["--init", "xavier_magic"], ["unknown init 'xavier_magic'", "gpt2"]),
+    (["--model", "vit", "--patch-size", "5"], ["patch_size (5) must divide image_size (28)"]),
+    (["--model", "vit", "--data", "cifar"], ["data for vit must be one of"]),
+    (["--schedule", "exponential"], ["schedule must be one of"]),
+    (["--out", "{d}/a_file"], ["is a file"]),
+    (["--resume", "{d}/no_such_run"], ["run folder not found"]),
+    (["--resume", "{d}/a_file"], ["a_file"]),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, args, words):
+    d = _files(tmp_path)
+    args = [a.format(d=d) for a in args]
+    shape = [] if args[0] == "--resume" else TINY             # --resume takes no other options
+    code, _, err = cli(capsys, "train", *shape, *args, "--quiet")
+    assert_one_line_error(code, err, *words)
+    assert (d / "a_file").read_text() == "not a folder"       # nothing overwritten
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"garbage, not a zip", ["not an .npz archive"]),
+    (b"PK\x03\x04" + b"\x00" * 64, ["corrupt"]),
+    ("pickle", ["pickle"]),
+    ("object-array", ["pickled objects"]),
+])
+def test_bad_checkpoint_is_one_line_and_loses_nothing(run_dir, tmp_path, capsys, content, words):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    ckpt = bad / "checkpoint.npz"
+    if content == "pickle":
+        import pickle
+        ckpt.write_bytes(pickle.dumps({"wte.weight": [1.0, 2.0]}))
+    elif content == "object-array":
+        np.savez(ckpt, **{"wte.weight": np.array([None, 1], dtype=object)})
+    else:
+        ckpt.write_bytes(content)
+    metrics = (bad / "metrics.jsonl").read_bytes()
+    code, _, err = cli(capsys, "train", "--resume", str(bad))
+    assert_one_line_error(code, err, "checkpoint.npz", *words)
+    assert (bad / "metrics.jsonl").read_bytes() == metrics   # nothing truncated
+    code, _, err = cli(capsys, "sample", str(bad))
+    assert_one_line_error(code, err, *words)
+
+
+def test_resume_refuses_other_options(run_dir, capsys):
+    code, _, err = cli(capsys, "train", "--resume", str(run_dir), "--lr", "0.1")
+    assert_one_line_error(code, err, "--resume", "--lr")
+
+
+def test_existing_run_is_not_overwritten(run_dir, capsys):
+    before = (run_dir / "metrics.jsonl").read_bytes()
+    code, _, err = cli(capsys, "train", *TINY, "--out", str(run_dir))
+    assert_one_line_error(code, err, "already holds a run")
+    assert (run_dir / "metrics.jsonl").read_bytes() == before
+
+
+def test_real_script_in_subprocess(tmp_path):
+    """`python cli.py train` itself: one line, exit 2, no traceback."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "--lr", "-1"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr == "error: lr must be positive and finite, got -1.0\n"
+    assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------ options
+
+def test_help_lists_design_options(capsys):
+    code, out, _ = cli(capsys, "train", "--help")
+    assert code == 0
+    for opt in DESIGN_OPTIONS:
+        assert opt in out, opt
+
+
+def test_options_map_to_config_and_explicit_is_recorded(run_dir):
+    config = json.loads((run_dir / "config.json").read_text())
+    t = config["train"]
+    assert (t["n_layer"], t["n_head"], t["n_embd"], t["block_size"], t["batch_size"]) == \
+        (1, 2, 32, 16, 8)
+    assert (t["max_iters"], t["warmup_iters"], t["eval_interval"]) == (20, 2, 10)
+    assert t["lr"] == 1e-3 and t["beta2"] == 0.99                     # untouched defaults
+    assert set(t["explicit"]) == {"n_layer", "n_head", "n_embd", "block_size", "batch_size",
+                                  "max_iters", "warmup_iters", "eval_interval", "eval_iters",
+                                  "checkpoint_interval"}
+
+
+def test_train_prints_progress_and_sample(tmp_path, capsys):
+    code, out, err = cli(capsys, "train", *TINY, "--max-iters", "12", "--out",
+                         str(tmp_path / "r"))
+    assert code == 0
+    assert "step 0: train loss" in err and "ms/iter" in err and "ETA" in err
+    assert "done: val loss" in err
+    assert len(out) >= 200                                          # the sample, on stdout
+
+
+def test_divergence_exits_nonzero(tmp_path, capsys):
+    code, _, err = cli(capsys, "train", *TINY, "--lr", "50", "--warmup-iters", "0", "--out",
+                       str(tmp_path / "d"), "--quiet")
+    assert code == 1
+    assert "Traceback" not in err and "diverged at step" in err
+    assert json.loads((tmp_path / "d" / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_sample_command(run_dir, capsys):
+    code, out, _ = cli(capsys, "sample", str(run_dir), "--prompt", "ROMEO:",
+                       "--max-new-tokens", "30", "--seed", "1")
+    assert code == 0 and out.startswith("ROMEO:") and len(out.rstrip("\n")) >= 36
+    code, _, err = cli(capsys, "sample", str(run_dir), "--prompt", "naïve")
+    assert_one_line_error(code, err, "'ï'")
+
+
+def test_bench_json(capsys):
+    code, out, _ = cli(capsys, "bench", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
+                       "--block-size", "16", "--batch-size", "4", "--iters", "3", "--warmup", "1",
+                       "--json")
+    assert code == 0
+    r = json.loads(out)
+    for key in ("ms_median", "ms_mean", "tokens_per_s", "gflops", "gemm_peak_gflops",
+                "fraction_of_peak", "flops_formula"):
+        assert key in r
+    assert r["tokens_per_iter"] == 64 and r["gemm_peak_gflops"] > 0
