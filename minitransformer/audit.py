@@ -177,3 +177,48 @@ def coord_check(cfgs, init, steps=3, lr=1e-2, seed=0, batch=4, opts=None):
                 opt.step(model.params, grads)
         out[cfg.n_embd] = curves
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# What `python cli.py inits` prints.
+
+def list_schemes():
+    """Every scheme with its one-line formula and reference."""
+    w = max(len(n) for n in _init.SCHEMES)
+    lines = []
+    for name, s in _init.SCHEMES.items():
+        lines.append(f"{name:<{w}}  {s['formula']}")
+        lines.append(f"{'':<{w}}  {s['reference']}")
+    return "\n".join(lines)
+
+
+def show(model, init, fields, seed=0, opts=None):
+    """The audit of scheme `init` on a `model` ("gpt" or "vit") whose config differs from the
+    defaults by `fields` (these count as set by the user: prepare_config keeps them and warns).
+    Returns (text, number of broken promises)."""
+    from . import GPTConfig, ViTConfig
+    if model not in ("gpt", "vit"):
+        raise ValueError(f"model must be gpt or vit, got {model!r}")
+    if init not in _init.SCHEMES:
+        raise ValueError(f"unknown init {init!r}; choose one of: {', '.join(sorted(_init.SCHEMES))}")
+    cls = GPTConfig if model == "gpt" else ViTConfig
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} do(es) not apply to a {model} model")
+    cfg, rows, warnings = audit(cls(**fields), init, seed=seed, opts=opts, explicit=tuple(fields))
+    s = _init.SCHEMES[init]
+    title = [f"init {init}: {s['formula']}", f"  {s['reference']}",
+             "  model: " + ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
+             f"  seed {seed}; promised and measured std are the rms about the promised mean; a row "
+             f"is flagged beyond {Z_TOL:g} standard errors"]
+    shapes = {r.name.split("[")[0]: r.shape for r in rows}
+    mult = _init.lr_multipliers(cfg, init, shapes, opts)
+    if mult:
+        groups = {}
+        for name, m in mult.items():
+            groups.setdefault(m, []).append(_init.role(name))
+        title.append("  Adam LR multipliers: " + "; ".join(
+            f"x{m:g} for {', '.join(sorted(set(roles)))}" for m, roles in sorted(groups.items())))
+    text = "\n".join([f"warning: {w}" for w in warnings] + title + ["", format_audit(rows)])
+    return text, sum(r.ok is False for r in rows)

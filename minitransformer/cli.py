@@ -46,6 +46,9 @@ def gradcheck(samples, seed):
 from .cli_train import COMMANDS as _train_commands  # noqa: E402  (train, sample, bench)
 for _command in _train_commands:
     cli.add_command(_command)
+from .cli_init import COMMANDS as _init_commands  # noqa: E402  (inits, import-gpt2, export-gpt2)
+for _command in _init_commands:
+    cli.add_command(_command)
 
 
 def main(argv=None):

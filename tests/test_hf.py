@@ -1,0 +1,172 @@
+"""Hugging Face GPT-2 interop: safetensors, import, export, and logits against a fixture made by
+the real `transformers` library (scripts/make_hf_fixture.py)."""
+import json
+from pathlib import Path
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from minitransformer import GPTConfig, build_model
+from minitransformer.cli import main
+from minitransformer.hf import (read_safetensors, write_safetensors, import_gpt2, export_gpt2,
+                                config_from_hf, hf_config, load_hf)
+from minitransformer.train import load_run
+
+FIXTURE = Path(__file__).parent / "fixtures" / "hf_gpt2_tiny"
+
+
+def test_our_logits_match_transformers():
+    cfg, params, _ = load_hf(FIXTURE)
+    assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.block_size) == (2, 32, 2, 50, 16)
+    assert cfg.gelu == "tanh" and cfg.ln_eps == 1e-5
+    model = build_model(cfg, dtype="float32")
+    for name, p in params.items():
+        model.params[name][...] = p
+    logits = model.forward(np.load(FIXTURE / "input_ids.npy"))
+    expected = np.load(FIXTURE / "logits.npy")
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_import_writes_a_run_that_load_run_and_init_from_accept(tmp_path):
+    import_gpt2(FIXTURE, tmp_path / "run")
+    _, model, info = load_run(tmp_path / "run")                # what inspect / plot use
+    assert info["vocab"] is None and info["imported_from"]["format"] == "huggingface-gpt2"
+    logits = model.forward(np.load(FIXTURE / "input_ids.npy"))
+    np.testing.assert_allclose(logits, np.load(FIXTURE / "logits.npy"), atol=1e-4, rtol=0)
+    from minitransformer.transfer import apply_init_from
+    fresh = build_model(model.cfg, seed=5)
+    assert apply_init_from(fresh, tmp_path / "run", init="gpt2", seed=5) == []
+    np.testing.assert_array_equal(fresh.params["h.1.ln_2.bias"], model.params["h.1.ln_2.bias"])
+
+
+def test_export_is_what_save_pretrained_writes(tmp_path):
+    import_gpt2(FIXTURE, tmp_path / "run")
+    export_gpt2(tmp_path / "run", tmp_path / "hf")
+    ours, hf_meta = read_safetensors(tmp_path / "hf" / "model.safetensors")
+    theirs, _ = read_safetensors(FIXTURE / "model.safetensors")
+    assert sorted(ours) == sorted(theirs) and hf_meta == {"format": "pt"}
+    assert (tmp_path / "hf" / "model.safetensors").read_bytes() == (FIXTURE / "model.safetensors").read_bytes()
+    exported = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config_from_hf(exported) == config_from_hf(json.loads((FIXTURE / "config.json").read_text()))
+
+
+def test_round_trip_of_a_trained_shape(tmp_path):
+    """export -> import gives identical parameters and logits, for a GPT of our own (vocab 65)."""
+    cfg = GPTConfig(vocab_size=65, block_size=12, n_layer=2, n_head=4, n_embd=16)
+    model = build_model(cfg, seed=3, dtype="float32")
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(run / "checkpoint.npz", **model.params, step=np.array(3))
+    (run / "config.json").write_text(json.dumps({"train": {"model": "gpt"}, "model": cfg.to_dict(),
+                                                 "vocab": None}))
+    export_gpt2(run, tmp_path / "hf")
+    back, params, _ = load_hf(tmp_path / "hf")
+    assert back == cfg
+    for name, p in model.params.items():
+        np.testing.assert_array_equal(params[name], p)
+    again = build_model(back, dtype="float32")
+    for name, p in params.items():
+        again.params[name][...] = p
+    x = np.random.default_rng(0).integers(0, 65, (2, 12))
+    np.testing.assert_array_equal(again.forward(x), model.forward(x))
+
+
+def test_safetensors_reader_and_writer(tmp_path):
+    tensors = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1, -2], dtype=np.int64),
+               "c": np.array([0.5, 2.0], dtype=np.float16), "d": np.zeros((0, 4), np.float64)}
+    write_safetensors(tmp_path / "t.safetensors", tensors, metadata={"format": "pt"})
+    raw = (tmp_path / "t.safetensors").read_bytes()
+    assert (8 + struct.unpack("<Q", raw[:8])[0]) % 8 == 0        # data starts 8-byte aligned
+    back, meta = read_safetensors(tmp_path / "t.safetensors")
+    assert meta == {"format": "pt"}
+    for k, v in tensors.items():
+        np.testing.assert_array_equal(back[k], v)
+    assert back["c"].dtype == np.float32                          # half precision is widened
+    # bfloat16: the top 16 bits of a float32
+    x = np.array([1.5, -2.25, 3.0], dtype=np.float32)
+    header = json.dumps({"x": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 6]}}).encode()
+    body = (x.view(np.uint32) >> 16).astype("<u2").tobytes()
+    (tmp_path / "bf.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + body)
+    np.testing.assert_array_equal(read_safetensors(tmp_path / "bf.safetensors")[0]["x"], x)
+
+
+@pytest.mark.parametrize("damage", ["short", "header_len", "offsets", "dtype", "json"])
+def test_safetensors_reader_rejects_damaged_files(tmp_path, damage):
+    header = {"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    body = np.array([1, 2], "<f4").tobytes()
+    if damage == "offsets":
+        header["x"]["data_offsets"] = [0, 12]
+    if damage == "dtype":
+        header["x"]["dtype"] = "C64"
+    h = json.dumps(header).encode() if damage != "json" else b"{not json"
+    n = len(h) if damage != "header_len" else 10 ** 9
+    data = struct.pack("<Q", n) + h + body if damage != "short" else b"\x01\x02"
+    (tmp_path / "bad.safetensors").write_bytes(data)
+    with pytest.raises(ValueError):
+        read_safetensors(tmp_path / "bad.safetensors")
+
+
+def test_what_gpt2_cannot_express_is_refused():
+    with pytest.raises(ValueError, match="norm='post'"):
+        hf_config(GPTConfig(norm="post"))
+    with pytest.raises(ValueError, match="res_mult"):
+        hf_config(GPTConfig(res_mult=1.5))
+    base = json.loads((FIXTURE / "config.json").read_text())
+    for key, value in [("activation_function", "relu"), ("n_inner", 7),
+                       ("scale_attn_by_inverse_layer_idx", True), ("tie_word_embeddings", False)]:
+        with pytest.raises(ValueError, match=key):
+            config_from_hf(dict(base, **{key: value}))
+    assert config_from_hf(dict(base, activation_function="gelu")).gelu == "erf"
+    assert config_from_hf(dict(base, scale_attn_weights=False)).attn_scale == 1.0
+
+
+def test_import_drops_mask_buffers_and_checks_a_tied_head(tmp_path):
+    tensors, meta = read_safetensors(FIXTURE / "model.safetensors")
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    shutil.copy(FIXTURE / "config.json", hf / "config.json")
+    old_style = {k[len("transformer."):]: v for k, v in tensors.items()}   # GPT2Model names
+    old_style["h.0.attn.bias"] = np.tril(np.ones((1, 1, 16, 16), np.float32))
+    old_style["lm_head.weight"] = old_style["wte.weight"]
+    write_safetensors(hf / "model.safetensors", old_style)
+    _, params, _ = load_hf(hf)
+    np.testing.assert_array_equal(params["wte.weight"], tensors["transformer.wte.weight"])
+    old_style["lm_head.weight"] = old_style["wte.weight"] + 1
+    write_safetensors(hf / "model.safetensors", old_style)
+    with pytest.raises(ValueError, match="untied"):
+        load_hf(hf)
+
+
+def test_cli_import_export_and_fine_tune(tmp_path, capsys):
+    main(["import-gpt2", str(FIXTURE), "--out", str(tmp_path / "run")])
+    assert "27,584 parameters" in capsys.readouterr().out
+    main(["export-gpt2", str(tmp_path / "run"), "--out", str(tmp_path / "hf")])
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
+    with pytest.raises(SystemExit) as e:                       # a folder that is not GPT-2
+        main(["import-gpt2", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert e.value.code == 2 and "config.json" in capsys.readouterr().err
+    # fine-tune the imported GPT-2 on a character text: its 50-token wte cannot fit the
+    # character vocabulary, so --allow-partial re-draws it and loads everything else
+    (tmp_path / "t.txt").write_text("the cat sat on the mat. " * 30)
+    main(["train", "--data", str(tmp_path / "t.txt"), "--out", str(tmp_path / "ft"),
+          "--init-from", str(tmp_path / "run"), "--allow-partial", "--n-layer", "2", "--n-head", "2",
+          "--n-embd", "32", "--block-size", "16", "--batch-size", "2", "--max-iters", "2",
+          "--warmup-iters", "0", "--eval-interval", "0", "--eval-iters", "1"])
+    out = capsys.readouterr()
+    assert "wte.weight" in out.out + out.err
+    assert json.loads((tmp_path / "ft" / "summary.json").read_text())["status"] == "completed"
+
+
+def test_exported_folder_loads_in_transformers(tmp_path):
+    """Only where torch and transformers are installed (they are not project dependencies)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import_gpt2(FIXTURE, tmp_path / "run")
+    export_gpt2(tmp_path / "run", tmp_path / "hf")
+    model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.load(FIXTURE / "input_ids.npy"))).logits.numpy()
+    np.testing.assert_allclose(logits, np.load(FIXTURE / "logits.npy"), atol=1e-5, rtol=0)
