@@ -355,3 +355,26 @@ def test_gradients_of_scheme_configs(base, init):
     cfg, _ = I.prepare_config(base, init, opts=I.InitOptions(base_width=4))
     rows = check_config(cfg, init=init, n_samples=10)
     assert all(r.ok for r in rows), [(r.name, r.rel_error) for r in rows if not r.ok]
+
+
+# --------------------------------------------------------------------------------------------
+# 5. The `inits` command.
+
+def test_cli_inits(capsys):
+    from minitransformer.cli import main
+    main(["inits"])
+    out = capsys.readouterr().out
+    for name in I.SCHEMES:
+        assert out.count(f"\n{name} ") + out.startswith(f"{name} ") == 1, name
+    main(["inits", "--show", "deepnet", "--model", "vit", "--n-layer", "2", "--norm", "pre"])
+    out = capsys.readouterr().out
+    assert "warning: init deepnet expects norm='post'" in out
+    assert "blocks.1.attn.qkv.weight[v]" in out and "MISMATCH" not in out
+    assert "promises hold" in out.splitlines()[-1]
+    for bad, needle in ([["inits", "--show", "xavier"], "unknown init"],
+                        [["inits", "--show", "gpt2", "--model", "vit", "--vocab-size", "9"], "vocab_size"],
+                        [["inits", "--show", "structured"], "ViT"],
+                        [["inits", "--show", "gpt2", "--n-head", "5"], "divisible"]):
+        with pytest.raises(SystemExit) as e:
+            main(bad)
+        assert e.value.code == 2 and needle in capsys.readouterr().err
