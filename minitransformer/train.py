@@ -447,6 +447,29 @@ def restore_params(params, ckpt, path):
         p[...] = ckpt[name]
 
 
+def restore_checkpoint(path, params, opt, streams, state):
+    """Load everything a checkpoint holds into the live objects (params, optimizer, generators,
+    the train.* entries of `state`); returns its step. Anything missing or mis-shaped is a
+    CheckpointError naming the file."""
+    ckpt = load_checkpoint(path)
+    try:
+        restore_params(params, ckpt, path)
+        opt.load_state_dict(ckpt)
+        for name, rng in streams.items():
+            _set_rng(rng, ckpt[f"rng.{name}"], name, path)
+        for name in state:
+            v = float(ckpt[f"train.{name}"])
+            state[name] = None if math.isnan(v) else v
+        return int(ckpt["step"])
+    except KeyError as e:
+        raise CheckpointError(f"{path} lacks {e.args[0]}; it is not a training "
+                              f"checkpoint") from None
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} does not fit this run: {e}") from None
+
+
 def truncate_metrics(path, step):
     """Keep the lines of metrics.jsonl for steps < step (those written before the checkpoint);
     a process killed after the checkpoint may have left later or half-written lines."""
@@ -619,7 +642,10 @@ def run(cfg, out_dir=None, resume=False, progress=True):
         show.message(f"warning: {w}")
     model = make_model(cfg, mcfg)
     params = model.params
-    if cfg.init_from is not None and not resume:
+    ckpt_path = out / "checkpoint.npz"
+    metrics_path = out / "metrics.jsonl"
+    from_checkpoint = resume and ckpt_path.exists()
+    if cfg.init_from is not None and not from_checkpoint:
         from .transfer import apply_init_from          # lazily: only runs that transfer need it
         reinit = apply_init_from(model, cfg.init_from, init=cfg.init_name, seed=cfg.seed,
                                  reinit_head=cfg.reinit_head, allow_partial=cfg.allow_partial,
@@ -634,28 +660,11 @@ def run(cfg, out_dir=None, resume=False, progress=True):
     state = {"initial_loss": None, "last_finite_loss": None, "best_val_loss": None,
              "elapsed_s": 0.0}
     start = 0
-    ckpt_path = out / "checkpoint.npz"
-    metrics_path = out / "metrics.jsonl"
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        try:
-            restore_params(params, ckpt, ckpt_path)
-            opt.load_state_dict(ckpt)
-            for name, rng in streams.items():
-                _set_rng(rng, ckpt[f"rng.{name}"], name, ckpt_path)
-            start = int(ckpt["step"])
-            for name in state:
-                v = float(ckpt[f"train.{name}"])
-                state[name] = None if math.isnan(v) else v
-        except KeyError as e:
-            raise CheckpointError(f"{ckpt_path} lacks {e.args[0]}; it is not a training "
-                                  f"checkpoint") from None
-        except ValueError as e:
-            if isinstance(e, CheckpointError):
-                raise
-            raise CheckpointError(f"{ckpt_path} does not fit this run: {e}") from None
-        if not 0 <= start <= cfg.max_iters:
-            raise CheckpointError(f"{ckpt_path} is at step {start}, outside 0..{cfg.max_iters}")
+    if from_checkpoint:
+        start = restore_checkpoint(ckpt_path, params, opt, streams, state)
+        if start > cfg.max_iters:
+            raise CheckpointError(f"{ckpt_path} is at step {start}, past max_iters "
+                                  f"{cfg.max_iters}")
         show.message(f"resuming {out} from step {start}")
     elif resume:
         show.message(f"{out} has no checkpoint yet: starting from step 0")
@@ -691,7 +700,7 @@ def run(cfg, out_dir=None, resume=False, progress=True):
         show.message(f"step {step}: {_fmt_eval(ev)}")
 
     # --- the loop
-    status, divergence, step_times = "completed", None, []
+    status, divergence, step_times, step = "completed", None, [], start
     try:
         for step in range(start, cfg.max_iters):
             record = {"step": step}
@@ -761,11 +770,18 @@ def run(cfg, out_dir=None, resume=False, progress=True):
                        ms_per_iter=round(1e3 * float(np.mean(step_times)), 3)
                        if step_times else None, max_iters=cfg.max_iters, out_dir=str(out))
         write_json(out / "summary.json", summary)
+    except KeyboardInterrupt:
+        last = (step // cfg.checkpoint_interval * cfg.checkpoint_interval
+                if cfg.checkpoint_interval else 0)
+        show.message(f"interrupted at step {step}; continue from the checkpoint at step "
+                     f"{max(last, start)} with: python cli.py train --resume {out}", always=True)
+        raise
     finally:
         metrics.close()
     if status == "completed":
-        show.message(f"done: val loss {summary['final_val_loss']:.4f}, {_hms(wall)} "
-                     f"({summary['ms_per_iter']} ms/iter) -> {out}")
+        speed = f", {summary['ms_per_iter']:.1f} ms/iter" if summary["ms_per_iter"] else ""
+        show.message(f"done: val loss {summary['final_val_loss']:.4f}, {_hms(wall)}{speed} "
+                     f"-> {out}")
     return summary
 
 
