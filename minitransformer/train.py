@@ -145,8 +145,10 @@ class TrainConfig:
 
     @property
     def decay_iters(self):
-        """lr_decay_iters, with None meaning max_iters."""
-        return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
+        """lr_decay_iters; None means max_iters (or warmup_iters, if a short run is all warmup)."""
+        if self.lr_decay_iters is None:
+            return max(self.max_iters, self.warmup_iters)
+        return self.lr_decay_iters
 
     @property
     def init_name(self):
@@ -268,7 +270,11 @@ def model_config(cfg, data):
                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                          norm=cfg.norm, pool=cfg.pool, rezero=cfg.rezero)
     explicit = tuple(n for n in cfg.explicit if n in {f.name for f in fields(mcfg)})
-    return _init.prepare_config(mcfg, cfg.init_name, explicit)
+    return _init.prepare_config(mcfg, cfg.init_name, explicit, init_options(cfg))
+
+
+def init_options(cfg):
+    return _init.InitOptions(init_std=cfg.init_std, init_scale=cfg.init_scale)
 
 
 def config_from_dict(model, d):
@@ -282,8 +288,7 @@ def make_model(cfg, mcfg):
 
 
 def make_optimizer(cfg, mcfg, params):
-    opts = _init.InitOptions(init_std=cfg.init_std, init_scale=cfg.init_scale)
-    mult = _init.lr_multipliers(mcfg, cfg.init_name, params, opts)
+    mult = _init.lr_multipliers(mcfg, cfg.init_name, params, init_options(cfg))
     if cfg.optimizer == "adamw":
         return AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                      weight_decay=cfg.weight_decay, lr_mult=mult)
@@ -639,7 +644,7 @@ def run(cfg, out_dir=None, resume=False, progress=True):
     else:
         mcfg, warnings = model_config(cfg, data)
     for w in warnings:
-        show.message(f"warning: {w}")
+        show.message(f"warning: {w}", always=True)
     model = make_model(cfg, mcfg)
     params = model.params
     ckpt_path = out / "checkpoint.npz"
@@ -651,7 +656,7 @@ def run(cfg, out_dir=None, resume=False, progress=True):
                                  reinit_head=cfg.reinit_head, allow_partial=cfg.allow_partial,
                                  vocab=vocab)
         for line in reinit or ():
-            show.message(f"init_from: {line}")
+            show.message(f"init_from: {line}", always=True)
     opt = make_optimizer(cfg, mcfg, params)
     streams = make_streams(cfg.seed)
     n_params = int(sum(p.size for p in params.values()))

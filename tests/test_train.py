@@ -230,6 +230,29 @@ def test_out_dir_holding_a_run_is_refused(full_run):
         run(tiny(), out, progress=False)
 
 
+# ------------------------------------------------------------------------------ init hooks
+
+def test_init_from_starts_from_another_run(full_run, tmp_path):
+    ref, _ = full_run
+    out = tmp_path / "transfer"
+    summary = run(tiny(init_from=str(ref), max_iters=1, eval_interval=0), out, progress=False)
+    metrics = read_metrics(out)
+    assert metrics[0]["loss"] < np.log(65) - 0.5                 # starts trained, not at ln V
+    assert summary["status"] == "completed"
+    with pytest.raises(ValueError, match="n_embd|wte.weight"):   # shapes differ: clear error
+        run(tiny(init_from=str(ref), n_embd=64), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()                       # nothing written
+
+
+def test_init_scheme_shapes_the_model_unless_set(tmp_path, capsys):
+    run(tiny(init="t_fixup", max_iters=2, eval_interval=0), tmp_path / "a", progress=False)
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["model"]["norm"] == "none"
+    run(tiny(init="t_fixup", norm="pre", max_iters=2, eval_interval=0), tmp_path / "b",
+        progress=False)
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["model"]["norm"] == "pre"
+    assert "warning: init t_fixup expects norm='none'" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------ divergence
 
 def test_divergence_stops_the_run(tmp_path):
@@ -271,6 +294,8 @@ def test_lr_decay_iters_defaults_to_max_iters():
     cfg = tiny(max_iters=300)
     assert cfg.lr_decay_iters is None and cfg.decay_iters == 300
     assert cfg.lr_at(299) > cfg.min_lr and cfg.lr_at(300) == cfg.min_lr
+    short = TrainConfig(max_iters=50)                          # all warmup: no error
+    assert short.decay_iters == 100 and short.lr_at(49) == pytest.approx(short.lr * 50 / 101)
 
 
 # ------------------------------------------------------------------------------ config
@@ -283,7 +308,7 @@ def test_lr_decay_iters_defaults_to_max_iters():
     ("model", "rnn", "model must be one of"), ("schedule", "step", "schedule must be one of"),
     ("min_lr", 1.0, "min_lr must be between 0 and lr"), ("beta2", 1.0, "beta2 must be in"),
     ("max_iters", 0, "max_iters must be a positive integer"), ("dtype", "float16", "dtype"),
-    ("warmup_iters", 3000, "warmup_iters \\(3000\\) is longer"), ("grad_clip", -1.0, "grad_clip"),
+    ("lr_decay_iters", 50, "warmup_iters \\(100\\) is longer"), ("grad_clip", -1.0, "grad_clip"),
     ("eval_interval", -1, "eval_interval must be an integer >= 0"), ("norm", "batch", "norm"),
 ])
 def test_config_rejects_bad_values(field, value, match):
