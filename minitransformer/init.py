@@ -50,7 +50,7 @@ class InitOptions:
             raise ValueError(f"base_width must be a positive integer, got {self.base_width!r}")
         if (isinstance(self.impulse_k, bool) or not isinstance(self.impulse_k, int)
                 or self.impulse_k < 1 or self.impulse_k % 2 == 0):
-            raise ValueError(f"impulse_k must be an odd positive integer (3 or 5), got {self.impulse_k!r}")
+            raise ValueError(f"impulse_k must be an odd positive integer (3 or 5 usually), got {self.impulse_k!r}")
 
 
 def scheme(name, formula, reference):
@@ -277,12 +277,13 @@ def _matrices(shapes, roles=MATRICES):
             yield (name, shape, r) + fans(name, shape)
 
 
-def xavier_uniform_rule(fan_in, fan_out, gain=1.0):
-    return uniform(gain * math.sqrt(6.0 / (fan_in + fan_out)), "sqrt(2/(fan_in+fan_out))")
+def xavier_uniform_rule(fan_in, fan_out):
+    """U(+-sqrt(6/(fan_in+fan_out))): std sqrt(2/(fan_in+fan_out)). A gain is a .times(gain, ...)."""
+    return uniform(math.sqrt(6.0 / (fan_in + fan_out)), "sqrt(2/(fan_in+fan_out))")
 
 
-def xavier_normal_rule(fan_in, fan_out, gain=1.0):
-    return normal(gain * math.sqrt(2.0 / (fan_in + fan_out)), "sqrt(2/(fan_in+fan_out))")
+def xavier_normal_rule(fan_in, fan_out):
+    return normal(math.sqrt(2.0 / (fan_in + fan_out)), "sqrt(2/(fan_in+fan_out))")
 
 
 def _fan_scheme(cfg, shapes, rule_fn):
