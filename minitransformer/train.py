@@ -761,6 +761,7 @@ def run(cfg, out_dir=None, resume=False, progress=True):
                 ids = generate(model, start_ids(vocab, ""), 200, streams["sample"])
                 summary["sample"] = "".join(vocab[i] for i in ids)
                 if progress:
+                    show.message("sample (200 characters from a newline, temperature 1):")
                     print(summary["sample"], flush=True)
         else:
             summary.update(step=divergence["step"], final_val_loss=None,
