@@ -6,6 +6,7 @@
 """
 import numpy as np
 
+from . import _allocator  # noqa: F401  (raises glibc's malloc thresholds; see its docstring)
 from .config import GPTConfig, ViTConfig, ConfigError
 from . import gpt, vit, init as _init
 from .gpt import GPT

@@ -18,25 +18,26 @@ from . import kernels
 # Linear: y = x @ w + b
 
 class LinearCache(NamedTuple):
-    x: np.ndarray          # (..., in)
+    x: np.ndarray          # (R, in), the input with its leading axes flattened
     w: np.ndarray          # (in, out)
 
 
 def linear_forward(x, w, b=None):
-    out = x @ w                                        # (..., in) -> (..., out)
+    x2 = x.reshape(-1, x.shape[-1])                    # (..., in) -> (R, in): one GEMM, not one per batch row
+    out = x2 @ w                                       # (R, in) @ (in, out) -> (R, out)
     if b is not None:
         out += b
-    return out, LinearCache(x, w)
+    return out.reshape(*x.shape[:-1], w.shape[1]), LinearCache(x2, w)
 
 
 def linear_backward(dout, cache):
     """forward: y = x @ w + b  =>  dx = dy @ w.T,  dw = x.T @ dy,  db = sum of dy over rows."""
-    x, w = cache
+    x2, w = cache
     d2 = dout.reshape(-1, dout.shape[-1])              # (..., out) -> (R, out)
-    dx = dout @ w.T                                    # (..., out) -> (..., in)
-    dw = x.reshape(-1, x.shape[-1]).T @ d2             # (in, R) @ (R, out) -> (in, out)
+    dx = d2 @ w.T                                      # (R, out) @ (out, in) -> (R, in)
+    dw = x2.T @ d2                                     # (in, R) @ (R, out) -> (in, out)
     db = d2.sum(axis=0)
-    return dx, dw, db
+    return dx.reshape(*dout.shape[:-1], w.shape[0]), dw, db
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,17 +69,19 @@ def layernorm_backward(dout, cache):
 
 class GeluCache(NamedTuple):
     x: np.ndarray
+    aux: np.ndarray        # tanh(u) for "tanh", Phi(x) for "erf": the costly part, kept for backward
     kind: str
 
 
 def gelu_forward(x, kind="tanh"):
     fwd = kernels.gelu_tanh_fwd if kind == "tanh" else kernels.gelu_erf_fwd
-    return fwd(x), GeluCache(x, kind)
+    y, aux = fwd(x)
+    return y, GeluCache(x, aux, kind)
 
 
 def gelu_backward(dout, cache):
     bwd = kernels.gelu_tanh_bwd if cache.kind == "tanh" else kernels.gelu_erf_bwd
-    return bwd(cache.x, dout)
+    return bwd(cache.x, cache.aux, dout)
 
 
 # --------------------------------------------------------------------------------------------
