@@ -49,6 +49,9 @@ for _command in _train_commands:
 from .cli_init import COMMANDS as _init_commands  # noqa: E402  (inits, import-gpt2, export-gpt2)
 for _command in _init_commands:
     cli.add_command(_command)
+from .cli_inspect import COMMANDS as _inspect_commands  # noqa: E402  (inspect ..., plot)
+for _command in _inspect_commands:
+    cli.add_command(_command)
 
 
 def main(argv=None):
