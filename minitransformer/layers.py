@@ -118,6 +118,13 @@ def embedding_backward(dout, cache):
 def cross_entropy_forward(logits, y):
     """logits (..., V), y (...) int -> mean loss (float)."""
     V = logits.shape[-1]
+    y = np.asarray(y)
+    # checked here because the kernel indexes logits[r, y[r]] without bounds checks
+    if y.shape != logits.shape[:-1] or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"targets must be integers of shape {logits.shape[:-1]}, "
+                         f"got {y.dtype} {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= V):
+        raise ValueError(f"targets must lie in [0, {V}), got values in [{y.min()}, {y.max()}]")
     l2 = np.ascontiguousarray(logits).reshape(-1, V)  # (..., V) -> (R, V)
     loss, dlogits = kernels.xent(l2, np.ascontiguousarray(y).reshape(-1))
     return loss, dlogits.reshape(logits.shape)

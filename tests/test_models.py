@@ -649,12 +649,10 @@ def test_isolated_runner_reports_value_errors():
 ])
 def test_bad_targets_raise_value_error(what, statements):
     """Targets are model input too: an id outside [0, V) or [0, K), or a target array that does
-    not match the logits, must be a clear ValueError, as a bad token id is. ENGINE BUG: neither
-    GPT.loss/loss_and_grads nor ViT.loss/loss_and_grads checks targets; they go straight to the
-    xent kernel. With the Numba xent (the fast path at commit 1647f39) logits[r, y[r]] is indexed
-    unchecked: a target of V silently reads the next row's logit and writes 1/R past the end of
-    dlogits, and too few targets read past the end of y (segmentation fault). With the NumPy twin
-    they are an IndexError. With either, a target of -1 silently wraps to the last class."""
+    not match the logits, must be a clear ValueError, as a bad token id is. The Numba xent kernel
+    indexes logits[r, y[r]] unchecked (a target of V once read the next row and wrote past
+    dlogits; too few targets segfaulted), so layers.cross_entropy_forward checks them first; the
+    statements run in a separate process so that a regression crashes only that process."""
     rc, out, err = run_isolated(statements)
     assert rc == 0 and out == ["ValueError"] * len(statements), \
         f"{what}: exit {rc}, results {out}, {err!r}"
