@@ -108,8 +108,7 @@ def train(ctx, out, resume, quiet, **options):
 
 @click.command()
 @click.argument("run_dir", type=str)
-@click.option("--prompt", default="", show_default=True,
-              help="Text to continue (default: a newline).")
+@click.option("--prompt", default="", help="Text to continue [default: a newline].")
 @click.option("--max-new-tokens", type=int, default=500, show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=None, help="Keep only the k most likely characters.")

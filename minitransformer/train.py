@@ -6,7 +6,7 @@
 One iteration, for step k = 0, 1, ..., max_iters - 1 (k = updates made so far, nanoGPT's iter_num):
     1. if k % eval_interval == 0: evaluate the current parameters (train and val loss)
     2. draw batch k from the data stream, loss and gradients, clip the global gradient norm
-    3. update with lr = get_lr(k, ...) (optim.py says exactly what step 0 gets)
+    3. update with lr = get_lr(k, ...): step 0 gets lr / (warmup_iters + 1), never 0 (optim.py)
     4. log step k (its loss and lr) to metrics.jsonl; every checkpoint_interval updates, checkpoint
 After the loop: checkpoint, final evaluation (logged as step = max_iters), and a text sample (GPT)
 or the validation accuracy (ViT).
@@ -17,6 +17,12 @@ batches and sampling use the three children of np.random.SeedSequence(seed).spaw
 checkpoint holds the state of all of them, which is what makes --resume bit-identical.
 
 Run folder (DESIGN.md section 5): config.json, metrics.jsonl, summary.json, checkpoint.npz.
+
+Resume: a checkpoint at step s is written after update s, before the evaluation of step s, and
+after metrics.jsonl holds the lines of steps < s. Resuming loads it, drops the lines of steps >= s
+(a killed process may have written some), and carries on; since every random draw comes from a
+restored generator, the rest is the same computation, bit for bit. The final checkpoint, too, is
+written before the final evaluation, so resuming a finished run repeats that evaluation exactly.
 """
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
@@ -51,7 +57,7 @@ DEFAULT_INIT = {"gpt": "gpt2", "vit": "vit"}
 @dataclass
 class TrainConfig:
     """Every setting of a run. Defaults: nanoGPT's CPU Shakespeare configuration (GPT).
-    TrainConfig.for_model("vit", ...) starts from the ViT defaults (VIT_DEFAULTS) instead."""
+    TrainConfig.for_model(model="vit", ...) starts from the ViT defaults (VIT_DEFAULTS) instead."""
     # what to train
     model: str = "gpt"                  # "gpt" (character language model) or "vit" (image classifier)
     data: str = "data/tinyshakespeare.txt"   # gpt: any UTF-8 text file; vit: "mnist" or "digits"
@@ -186,22 +192,19 @@ class TrainConfig:
         return cls(**d)
 
 
-# The ViT's defaults, chosen by measurement: on the MNIST 8,000/2,000 split they reach >= 95%
-# validation accuracy in about a minute on 2 cores (see README, "Training").
+# The ViT's defaults, chosen by measurement on the MNIST 8,000/2,000 split (seed 1337): 96.2%
+# validation accuracy after 2000 steps (95.7% at 1250). Batch 128 for 2000 steps reached 96.5% at
+# twice the cost, 1200 steps of batch 128 95.8%. The other settings are TrainConfig's.
 VIT_DEFAULTS = dict(
     data="mnist",           # 8,000 train / 2,000 validation images of MNIST's test set
     n_layer=4,              # 4 blocks of
-    n_head=4,               # 4 heads of 16 channels
-    n_embd=64,              # C = 64
+    n_head=4,               # 4 heads of 16 channels,
+    n_embd=64,              # C = 64: 205,066 parameters
     patch_size=7,           # 16 patches of 7x7 (+ the cls token: 17 tokens)
-    batch_size=128,         # images per step
-    max_iters=2000,         # 32 epochs of the 8,000 training images
-    lr=2e-3,                # peak learning rate
-    min_lr=1e-4,            # cosine floor
-    warmup_iters=100,       # linear warmup
-    weight_decay=0.05,
-    eval_interval=250,
-    eval_iters=20,
+    batch_size=64,          # images per step: 2000 steps = 16 passes over the training images
+    max_iters=2000,         # optimizer steps (cosine decay over all of them)
+    lr=2e-3,                # peak learning rate (small model, small batch: higher than the GPT's)
+    weight_decay=0.05,      # timm's ViT recipes use 0.05
 )
 MODEL_DEFAULTS = {"gpt": {}, "vit": VIT_DEFAULTS}
 
@@ -340,7 +343,7 @@ def image_loss_and_accuracy(model, x, y, chunk=500):
 
 def diverged(loss, initial_loss):
     """A loss that is not finite, or has blown far above its start: more than
-    max(3 * initial, initial + 5) (13 nats for a GPT that starts at ln 65 = 4.2)."""
+    max(3 * initial, initial + 5): 12.5 nats for a GPT that starts at ln 65 = 4.17."""
     return not math.isfinite(loss) or loss > max(3.0 * initial_loss, initial_loss + 5.0)
 
 
@@ -746,7 +749,7 @@ def run(cfg, out_dir=None, resume=False, progress=True):
         summary = {"status": status, "model": cfg.model, "n_params": n_params}
         if status == "completed":
             step = cfg.max_iters
-            checkpoint(step)                           # before the final eval: see resume notes
+            checkpoint(step)                           # before the final eval (module docstring)
             ev = evaluate(cfg, model, data, streams["eval"])
             record_eval(ev)
             log(dict({"step": step}, **ev))
