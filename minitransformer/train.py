@@ -192,17 +192,18 @@ class TrainConfig:
         return cls(**d)
 
 
-# The ViT's defaults, chosen by measurement on the MNIST 8,000/2,000 split (seed 1337): 96.2%
-# validation accuracy after 2000 steps (95.7% at 1250). Batch 128 for 2000 steps reached 96.5% at
-# twice the cost, 1200 steps of batch 128 95.8%. The other settings are TrainConfig's.
+# The ViT's defaults, chosen by measurement on the MNIST 8,000/2,000 split. Validation accuracy at
+# the end, seeds 1337 / 1 / 2: 96.30 / 96.35 / 96.15% with these; 96.2 / 95.15 / 95.75% with 2000
+# steps; 95.75% (seed 1) with batch 128 for 1500 steps, the same compute; lr 3e-3 or mean pooling
+# changed little. The model reaches train loss ~0.001: 8,000 images are the limit, not the steps.
 VIT_DEFAULTS = dict(
     data="mnist",           # 8,000 train / 2,000 validation images of MNIST's test set
     n_layer=4,              # 4 blocks of
     n_head=4,               # 4 heads of 16 channels,
     n_embd=64,              # C = 64: 205,066 parameters
     patch_size=7,           # 16 patches of 7x7 (+ the cls token: 17 tokens)
-    batch_size=64,          # images per step: 2000 steps = 16 passes over the training images
-    max_iters=2000,         # optimizer steps (cosine decay over all of them)
+    batch_size=64,          # images per step: 3000 steps = 24 passes over the training images
+    max_iters=3000,         # optimizer steps (cosine decay over all of them)
     lr=2e-3,                # peak learning rate (small model, small batch: higher than the GPT's)
     weight_decay=0.05,      # timm's ViT recipes use 0.05
 )
