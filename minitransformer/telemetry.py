@@ -137,12 +137,11 @@ def activation_stats(model, x):
     for i in range(model.cfg.n_layer):
         out = trace[f"{pre}{i}.out"]
         scores = trace[f"{pre}{i}.attn.scores"]
-        finite = scores[np.isfinite(scores)]
         layers.append({
             "resid_rms": math.sqrt(float(np.mean(np.square(out, dtype=np.float64)))),
             "attn_entropy": attention_entropy(trace[f"{pre}{i}.attn.probs"]),
             "attn_entropy_uniform": uniform_entropy(scores),
-            "max_attn_logit": float(finite.max()),
+            "max_attn_logit": float(scores.max()),     # masked entries are -inf, never the max
         })
     embed_rms = math.sqrt(float(np.mean(np.square(trace["embed.out"], dtype=np.float64))))
     return embed_rms, layers
