@@ -7,6 +7,7 @@ healthy picture looks like. What is drawn (each figure only when its data exists
 
     loss.png            training loss (thin) and validation loss (dots) of every run, one figure
     lr.png              the learning-rate schedule of every run
+    update_ratio.png    median and max update-to-weight ratio over steps, every run with telemetry
     telemetry.png       heatmaps, tensor x step: update-to-weight ratio and gradient norm
                         (from telemetry.jsonl)
     activations.png     per block over steps: residual RMS, attention entropy, max attention logit
@@ -75,6 +76,13 @@ def _name(run):
     return Path(run).resolve().name
 
 
+def _src(snap):
+    """A short name for a snapshot in titles: the run folder's name and the step."""
+    if snap.run_dir is not None:
+        return f"{Path(snap.run_dir).resolve().name} (step {snap.step})"
+    return snap.source
+
+
 def read_metrics(run):
     p = Path(run) / "metrics.jsonl"
     return read_jsonl(p) if p.is_file() else []
@@ -131,6 +139,33 @@ def plot_lr(runs, path):
 
 # --------------------------------------------------------------------------------------------
 # Telemetry (telemetry.jsonl)
+
+def plot_update_ratios(runs, path):
+    """Median and max over weight matrices of ‖ΔW‖/‖W‖ per logged step, one color per run."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    for k, run in enumerate(runs):
+        tel = Path(run) / "telemetry.jsonl"
+        recs = read_jsonl(tel) if tel.is_file() else []
+        if not recs:
+            continue
+        names = _matrix_names(recs[0])
+        steps = [r["step"] for r in recs]
+        ratios = np.array([[r["tensors"][n]["update_ratio"] or np.nan for n in names]
+                           for r in recs], dtype=float)
+        ax.semilogy(steps, np.nanmedian(ratios, axis=1), color=f"C{k}", lw=1.8,
+                    label=f"{_name(run)} median")
+        ax.semilogy(steps, np.nanmax(ratios, axis=1), color=f"C{k}", lw=0.8, ls="--",
+                    label=f"{_name(run)} max")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("‖ΔW‖ / ‖W‖ per step (log scale)")
+    ax.set_title("Update-to-weight ratio of the weight matrices")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7.5, ncol=2)
+    return _finish(fig, "ratios start small and rise with the warmup to about 1e-3..1e-2, then "
+                        "fall with the learning rate; ratios near 0.1 or more in the first steps "
+                        "rewrite the initial weights.", path)
+
 
 def _matrix_names(rec):
     """Telemetry tensors that are matrices (their weight norm is not a gain or bias)."""
@@ -217,7 +252,9 @@ def plot_sharpness(run, path):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _finish(fig, "sharpness rises toward its threshold and hovers at or below it (edge of "
-                        "stability); warmup keeps it under the threshold while lr grows.", path)
+                        "stability). Under Adam the raw λ_max sits far below 2/lr; the "
+                        "preconditioned λ_max (red) is the one bounded by its threshold (dotted), "
+                        "and warmup keeps it there while lr grows.", path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,11 +312,12 @@ def plot_spectra(snap, path, init_params=None):
             ax.set_xlabel("eigenvalue λ of WᵀW/m, in units of σ² (dimensionless)")
             ax.set_ylabel("eigenvalues per bin (count)")
             ax.legend(fontsize=7)
-    fig.suptitle(f"{snap.source}: weight spectra (bars) vs Marchenko-Pastur (lines); dashed: "
+    fig.suptitle(f"{_src(snap)}: weight spectra (bars) vs Marchenko-Pastur (lines); dashed: "
                  f"bulk edge λ+; ▼ outliers")
-    return _finish(fig, "at init the bars follow the MP line and stop at the edge; after "
-                        "training the bulk remains and a few outliers (▼) beyond λ+ carry what "
-                        "was learned.", path)
+    return _finish(fig, "at init the bars follow the MP line and stop at the edge λ+; after "
+                        "training eigenvalues leave the bulk: outliers (▼) beyond λ+ and a wider, "
+                        "heavier-tailed spread carry what was learned (a trained layer that still "
+                        "matches MP learned nothing).", path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,7 +359,7 @@ def plot_attention_gpt(snap, path, prompt=None):
             if h == 0:
                 ax.set_ylabel("query (current character)", fontsize=7)
     text = "".join(snap.vocab[i] for i in ids).replace("\n", "⏎")
-    fig.suptitle(f"{snap.source}: attention on {text!r}", fontsize=9)
+    fig.suptitle(f"{_src(snap)}: attention on {text!r}", fontsize=9)
     return _finish(fig, "heads differ: some look at the previous character or the start of "
                         "the word, some spread out; no head uniform everywhere, none stuck on one "
                         "column.", path, colorbar=(im, "attention probability"))
@@ -360,7 +398,7 @@ def plot_attention_vit(snap, path, image_index=0):
             if i == L - 1:
                 ax.set_xlabel("image column (pixels)", fontsize=7)
     what = "CLS-to-patch attention" if cfg.pool == "cls" else "mean attention received per patch"
-    fig.suptitle(f"{snap.source}: {what} for validation image {image_index} (color: attention "
+    fig.suptitle(f"{_src(snap)}: {what} for validation image {image_index} (color: attention "
                  f"probability, each panel its own scale; cyan: the digit's outline)", fontsize=9)
     return _finish(fig, "in later blocks attention concentrates on the strokes of the digit, "
                         "not the empty border; heads differ from each other.", path)
@@ -387,17 +425,20 @@ def plot_patch_filters(snap, path, init_params):
     plt = _plt()
     cfg = snap.model.cfg
     P, Cin = cfg.patch_size, cfg.in_channels
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6))
-    for ax, (title, w) in zip(axes, [("at init", init_params["patch_embed.weight"]),
-                                     (f"step {snap.step}", snap.model.params["patch_embed.weight"])]):
-        im = ax.imshow(_tiles(np.asarray(w, dtype=np.float64), P, Cin), cmap="RdBu_r", vmin=-1,
-                       vmax=1, interpolation="nearest")
-        ax.set_title(f"{cfg.n_embd} patch filters {P}x{P}, {title}")
+    w0 = np.asarray(init_params["patch_embed.weight"], dtype=np.float64)
+    w1 = np.asarray(snap.model.params["patch_embed.weight"], dtype=np.float64)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.6))
+    panels = [("at init", w0), (f"step {snap.step}", w1), (f"change: step {snap.step} − init", w1 - w0)]
+    for ax, (title, w) in zip(axes, panels):
+        im = ax.imshow(_tiles(w, P, Cin), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(f"{cfg.n_embd} filters {P}x{P}, {title}", fontsize=10)
         ax.set_xlabel("filter column (pixels, tiled)")
         ax.set_ylabel("filter row (pixels, tiled)")
-    fig.suptitle(f"{snap.source}: patch-embedding filters")
-    return _finish(fig, "at init, white noise; after training, smooth strokes and edge or blob "
-                        "detectors; still noise means the embedding did not learn.", path,
+    fig.suptitle(f"{_src(snap)}: patch-embedding filters (relative change "
+                 f"‖ΔW‖/‖W0‖ = {np.linalg.norm(w1 - w0) / np.linalg.norm(w0):.2f})")
+    return _finish(fig, "at init, white noise; the change (right) shows smooth strokes, edges and "
+                        "blobs: what training wrote into the filters. A change that is itself "
+                        "noise means the embedding did not learn.", path,
                    colorbar=(im, "weight / max |weight| of its filter"))
 
 
@@ -429,13 +470,41 @@ def plot_landscape(res, path):
             ax.set_xlabel("α along direction 1 (filter norms)")
             ax.set_ylabel("β along direction 2 (filter norms)")
             ax.set_title("2-D slice (★ = trained weights)")
+            ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+            ax.yaxis.set_major_locator(plt.MaxNLocator(5))
         if k != "2d":
             ax.set_ylabel("training loss (nats)")
             ax.grid(alpha=0.3)
-    fig.suptitle(f"{res.get('source', '')}: loss landscape ({res['n_batches']} batches of "
+    fig.suptitle(f"{Path(res.get('source', '')).parent.name or res.get('source', '')} "
+                 f"(step {res.get('step')}): loss landscape ({res['n_batches']} batches of "
                  f"{res['batch_size']})", fontsize=9)
     return _finish(fig, "the interpolation falls monotonically from init to the trained point; "
                         "slices show a basin around it, wider = flatter.", path)
+
+
+# --------------------------------------------------------------------------------------------
+# Coordinate check (from coordcheck.coordcheck's result)
+
+def plot_coordcheck(results, path):
+    """One panel per result (e.g. gpt2 and mup): mean |x| vs width after the last step."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.2), squeeze=False,
+                             sharey=True)
+    for ax, res in zip(axes[0], results):
+        last = str(res["steps"])
+        for k, m in enumerate(res["modules"]):
+            ax.loglog(res["widths"], res["values"][m][last], "o-", color=f"C{k}",
+                      label=f"{m} (slope {res['slopes'][m]:+.2f})")
+        ax.set_xticks(res["widths"])
+        ax.set_xticklabels([str(w) for w in res["widths"]])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel("width n_embd (channels, log scale)")
+        ax.set_ylabel("mean |activation| (log scale)")
+        ax.set_title(f"init {res['init']}: after {res['steps']} AdamW steps (lr {res['lr']:g})")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7.5)
+    return _finish(fig, "flat lines: activations do not grow with width (muP); lines rising with "
+                        "slope ~1 mean the LR that suits one width blows up a wider model.", path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -456,6 +525,8 @@ def plot_runs(runs, out=None, prompt=None, image_index=0, landscape=False):
     out = Path(out) if out is not None else runs[0] / "plots"
     out.mkdir(parents=True, exist_ok=True)
     written = [plot_loss(runs, out / "loss.png"), plot_lr(runs, out / "lr.png")]
+    if any((r / "telemetry.jsonl").is_file() for r in runs):
+        written.append(plot_update_ratios(runs, out / "update_ratio.png"))
     for run in runs:
         pre = f"{_name(run)}_" if len(runs) > 1 else ""
         tel = run / "telemetry.jsonl"

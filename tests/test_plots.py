@@ -64,7 +64,7 @@ def test_gpt_runs(runs, figures, tmp_path):
     out = tmp_path / "figs"
     paths = plots.plot_runs([runs["gpt"], runs["gpt_nowarm"]], out)
     names = sorted(p.name for p in paths)
-    assert names == sorted(["loss.png", "lr.png", "gpt_telemetry.png", "gpt_activations.png",
+    assert names == sorted(["loss.png", "lr.png", "update_ratio.png", "gpt_telemetry.png", "gpt_activations.png",
                             "gpt_sharpness.png", "gpt_spectra.png", "gpt_attention.png",
                             "gpt_nowarm_spectra.png", "gpt_nowarm_attention.png"])
     for p in paths:
@@ -76,7 +76,8 @@ def test_gpt_runs(runs, figures, tmp_path):
 
 def test_vit_run_and_default_folder(runs, figures):
     paths = plots.plot_runs([runs["vit"]], image_index=3)
-    assert {p.name for p in paths} == {"loss.png", "lr.png", "telemetry.png", "activations.png",
+    assert {p.name for p in paths} == {"loss.png", "lr.png", "update_ratio.png",
+                                       "telemetry.png", "activations.png",
                                        "spectra.png", "attention.png", "patch_filters.png"}
     assert all(p.parent == runs["vit"] / "plots" for p in paths)
     for f in figures:
@@ -90,6 +91,13 @@ def test_landscape_figure(runs, figures, tmp_path):
                             n_batches=1)
     p = plots.plot_landscape(res, tmp_path / "land.png")
     assert p.read_bytes()[:4] == b"\x89PNG"
+    _check(figures[0])
+
+
+def test_coordcheck_figure(figures, tmp_path):
+    from minitransformer.coordcheck import coordcheck
+    res = [coordcheck("gpt", i, (16, 32), steps=1, n_layer=1) for i in ("gpt2", "mup")]
+    plots.plot_coordcheck(res, tmp_path / "cc.png")
     _check(figures[0])
 
 
