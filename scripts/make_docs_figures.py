@@ -10,7 +10,8 @@ minutes in all on 2 cores, one after another):
                                        Shakespeare, AdamW lr 1e-2 (high on purpose: the effect of
                                        warmup shows in 400 steps), cosine to 1e-4, clip 1.0,
                                        warmup 100 or 0 steps
-    vit                                the ViT defaults on MNIST for 1000 steps
+    vit                                the ViT (4 layers, 64 channels, 7x7 patches) on MNIST,
+                                       batch 64, lr 2e-3, 1000 steps
 Then each GPT run is replayed bit for bit with telemetry every 10 steps and sharpness (Lanczos,
 float64, one fixed batch, raw and Adam-preconditioned) every 40 steps (`python cli.py inspect
 telemetry RUN --every 10 --sharpness-every 40`), and the figures are drawn into docs/ with
@@ -34,11 +35,13 @@ from minitransformer.landscape import inspect_landscape  # noqa: E402
 from minitransformer.snapshot import load_snapshot  # noqa: E402
 from minitransformer.train import TrainConfig, run  # noqa: E402
 
-GPT = dict(n_layer=2, max_iters=400, lr=1e-2, min_lr=1e-4, eval_interval=50, eval_iters=10,
-           checkpoint_interval=0)
+GPT = dict(n_layer=2, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=400, lr=1e-2,
+           min_lr=1e-4, eval_interval=50, eval_iters=10, checkpoint_interval=0)
 RUNS = {f"gpt-{norm}-{'warmup' if w else 'nowarmup'}": dict(GPT, norm=norm, warmup_iters=w)
         for norm in ("pre", "post") for w in (100, 0)}
-VIT = dict(model="vit", max_iters=1000, checkpoint_interval=0, eval_interval=250)
+VIT = dict(model="vit", data="mnist", n_layer=4, n_head=4, n_embd=64, patch_size=7, batch_size=64,
+           lr=2e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.05, max_iters=1000,
+           checkpoint_interval=0, eval_interval=250, eval_iters=20)
 MAX_BYTES = 300_000
 
 
