@@ -77,12 +77,13 @@ class GPT:
         logits, _ = self._forward(self._check_input(idx))
         return cross_entropy_forward(logits, targets)[0]
 
-    def loss_and_grads(self, idx, targets, act_grads=False):
+    def loss_and_grads(self, idx, targets, act_grads=False, trace=None):
         """Mean cross-entropy over all B*T positions and its gradient for every parameter.
-        With act_grads=True also returns the gradients w.r.t. every traced activation."""
+        With act_grads=True also returns the gradients w.r.t. every traced activation; a dict
+        passed as trace receives the forward's intermediates (as forward(x, trace=True))."""
         p, cfg = self.params, self.cfg
         idx = self._check_input(idx)
-        logits, (c_emb, c_blocks, c_lnf, xf) = self._forward(idx)
+        logits, (c_emb, c_blocks, c_lnf, xf) = self._forward(idx, trace)
         loss, c_xent = cross_entropy_forward(logits, targets)
         grads = {}
 

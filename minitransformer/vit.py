@@ -88,11 +88,13 @@ class ViT:
         logits, _ = self._forward(self._check_input(img))
         return cross_entropy_forward(logits, labels)[0]
 
-    def loss_and_grads(self, img, labels, act_grads=False):
+    def loss_and_grads(self, img, labels, act_grads=False, trace=None):
         """Mean cross-entropy over the batch and its gradient for every parameter.
-        With act_grads=True also returns the gradients w.r.t. every traced activation."""
+        With act_grads=True also returns the gradients w.r.t. every traced activation; a dict
+        passed as trace receives the forward's intermediates (as forward(x, trace=True))."""
         p, cfg = self.params, self.cfg
-        logits, (c_patch, c_blocks, c_norm, c_pool, c_head) = self._forward(self._check_input(img))
+        logits, (c_patch, c_blocks, c_norm, c_pool, c_head) = self._forward(self._check_input(img),
+                                                                            trace)
         loss, c_xent = cross_entropy_forward(logits, labels)
         grads = {}
 

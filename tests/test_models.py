@@ -656,3 +656,24 @@ def test_bad_targets_raise_value_error(what, statements):
     rc, out, err = run_isolated(statements)
     assert rc == 0 and out == ["ValueError"] * len(statements), \
         f"{what}: exit {rc}, results {out}, {err!r}"
+
+
+@pytest.mark.parametrize("kind", ["gpt", "vit"])
+def test_loss_and_grads_fills_a_trace_like_forward(kind):
+    """The training step can collect the forward's intermediates (telemetry uses them) without a
+    second forward: the dict passed as trace= holds exactly what forward(x, trace=True) returns."""
+    rng = np.random.default_rng(3)
+    if kind == "gpt":
+        cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
+        x, y = rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (2, 8))
+    else:
+        cfg = ViTConfig(image_size=8, patch_size=4, n_classes=5, n_layer=2, n_head=2, n_embd=8)
+        x, y = rng.random((2, 8, 8, 1)), rng.integers(0, 5, 2)
+    model = build_model(cfg, seed=1, dtype="float64")
+    trace = {}
+    loss, grads = model.loss_and_grads(x, y, trace=trace)
+    _, expected = model.forward(x, trace=True)
+    assert sorted(trace) == sorted(expected) and len(trace) == 5 * cfg.n_layer + 1
+    for name in expected:
+        np.testing.assert_array_equal(trace[name], expected[name], err_msg=name)
+    assert loss == model.loss(x, y)
