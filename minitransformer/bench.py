@@ -15,8 +15,10 @@ N = parameters without the position embedding (a lookup, no multiply); the tied 
 GELU, softmax, AdamW) is not counted, so GFLOP/s is "useful matmul work per second", as nanoGPT
 reports it.
 
-The GEMM peak is measured, not looked up: the best of a few np.matmul calls on 2048 x 2048
-float32 matrices (2 n^3 FLOPs each) through NumPy's BLAS with its default threads.
+The GEMM peak is measured, not looked up: the best of 7 np.matmul calls on 2048 x 2048 float32
+matrices (2 n^3 FLOPs each) through NumPy's BLAS with its default threads, measured before and
+after the timed iterations (the better of the two, so a burst of load from elsewhere does not
+lower it). On a shared machine every number here is noisy; compare ratios from one run.
 """
 import os
 import platform
@@ -103,6 +105,7 @@ def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, voc
     tokens = batch_size * block_size
     peak = gemm_peak(dtype=dtype)
     times = time_iterations(step, iters, warmup)
+    peak = max(peak, gemm_peak(dtype=dtype))          # before and after: the best of both
     return dict(
         config=dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
                     batch_size=batch_size, vocab_size=vocab_size, dtype=dtype),

@@ -207,6 +207,7 @@ VIT_DEFAULTS = dict(
     lr=2e-3,                # peak learning rate (small model, small batch: higher than the GPT's)
     weight_decay=0.05,      # timm's ViT recipes use 0.05
 )
+
 MODEL_DEFAULTS = {"gpt": {}, "vit": VIT_DEFAULTS}
 
 
