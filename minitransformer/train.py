@@ -356,12 +356,17 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)                                      # read the process's umask, unchanged
+
+
 def _atomic_write(path, write):
     """Call write(file) on a temporary file in path's folder, fsync it and rename it over path,
     so a reader (or a process killed half-way) sees either the old file or the new one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)                # mkstemp makes 0600; use the usual mode
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

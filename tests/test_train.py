@@ -121,6 +121,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         save_checkpoint(path, params, opt, 2, streams, {"elapsed_s": 0.0})
     assert path.read_bytes() == before                         # the old checkpoint survives
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]   # no temp file left
+    (tmp_path / "plain").write_bytes(b"")                      # same mode as any new file
+    assert path.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
 
 
 def test_bad_checkpoints_are_clear_errors(tmp_path):
