@@ -14,12 +14,15 @@ Both train in float32 on the same fixed batch of random tokens with all cores.
 
 Timing is the same function (minitransformer.bench.time_iterations) for both: `warmup` untimed
 iterations, then `iters` timed ones. To be fair on a busy machine the two alternate in `rounds`
-blocks, and each side's median is over all its timed iterations. Ratio = ours / torch ms/iter
-(below 1 means we are faster).
+blocks, and each side's median is over all its timed iterations. Each block runs in a fresh
+child process by default: in one process PyTorch's OpenMP threads and NumPy's OpenBLAS threads
+compete for the cores and both sides measured 20-40% slower here (--same-process shows it).
+Ratio = ours / torch ms/iter (below 1 means we are faster).
 """
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -89,6 +92,28 @@ def torch_step_fn(torch, cfg, batch_size, seed=0):
     return step, model
 
 
+def time_side(side, a):
+    """Seconds per timed iteration of one side ("ours" or "torch") in this process."""
+    cfg = GPTConfig(vocab_size=a.vocab_size, block_size=a.block_size, n_layer=a.n_layer,
+                    n_head=a.n_head, n_embd=a.n_embd)
+    if side == "ours":
+        step, _ = ours_step_fn(cfg, a.batch_size)
+    else:
+        import torch
+        torch.set_num_threads(os.cpu_count())
+        step, _ = torch_step_fn(torch, cfg, a.batch_size)
+    return time_iterations(step, a.iters, a.warmup)
+
+
+def time_side_in_child(side, a):
+    """time_side in a fresh Python process, so that only one side's thread pools exist."""
+    cmd = [sys.executable, __file__, "--child", side] + [
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
+        if k not in ("json", "child", "same_process")]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for name, default in (("n-layer", 4), ("n-head", 4), ("n-embd", 128), ("block-size", 64),
@@ -96,42 +121,52 @@ def main():
                           ("rounds", 3)):
         ap.add_argument("--" + name, type=int, default=default)
     ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--same-process", action="store_true",
+                    help="time both sides in this process (their thread pools then compete)")
+    ap.add_argument("--child", choices=("ours", "torch"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     try:
         import torch
     except ImportError:
         sys.exit("PyTorch is not installed: `pip install torch` (CPU build) to compare; "
                  "`python cli.py bench` times minitransformer alone.")
-    torch.set_num_threads(os.cpu_count())
+    if a.child:                                                # one block of one side, as JSON
+        print(json.dumps(time_side(a.child, a)))
+        return
 
     cfg = GPTConfig(vocab_size=a.vocab_size, block_size=a.block_size, n_layer=a.n_layer,
                     n_head=a.n_head, n_embd=a.n_embd)
-    ours, model = ours_step_fn(cfg, a.batch_size)
-    theirs, tmodel = torch_step_fn(torch, cfg, a.batch_size)
+    _, model = ours_step_fn(cfg, a.batch_size)
+    _, tmodel = torch_step_fn(torch, cfg, a.batch_size)
     n_params = sum(p.size for p in model.params.values())
     n_torch = sum(p.numel() for p in tmodel.parameters())
     assert n_params == n_torch, (n_params, n_torch)            # the same model, tensor for tensor
-    flops = model_flops(cfg, n_params - model.params["wpe.weight"].size, a.batch_size)
+    del model, tmodel
+    flops = model_flops(cfg, n_params - cfg.block_size * cfg.n_embd, a.batch_size)
     tokens = a.batch_size * a.block_size
     peak = gemm_peak()
 
+    run_side = (lambda side: time_side(side, a)) if a.same_process else \
+        (lambda side: time_side_in_child(side, a))
     t_ours, t_torch = [], []
-    for r in range(a.rounds):                                  # alternate: shared load hits both
-        t_ours += time_iterations(ours, a.iters, a.warmup if r == 0 else 1)
-        t_torch += time_iterations(theirs, a.iters, a.warmup if r == 0 else 1)
+    for _ in range(a.rounds):                                  # alternate: shared load hits both
+        t_ours += run_side("ours")
+        t_torch += run_side("torch")
     peak = max(peak, gemm_peak())                              # before and after, as bench
     s_ours = summarize(t_ours, tokens, flops, peak)
     s_torch = summarize(t_torch, tokens, flops, peak)
-    report = dict(config=vars(a), n_params=n_params, gflop_per_iter=round(flops / 1e9, 4),
-                  gemm_peak_gflops=round(peak, 1), torch_version=torch.__version__,
-                  threads=torch.get_num_threads(), minitransformer=s_ours, torch=s_torch,
+    report = dict(config={k: v for k, v in vars(a).items() if k != "child"}, n_params=n_params,
+                  gflop_per_iter=round(flops / 1e9, 4), gemm_peak_gflops=round(peak, 1),
+                  torch_version=torch.__version__, threads=os.cpu_count(),
+                  minitransformer=s_ours, torch=s_torch,
                   ratio_ours_over_torch=round(s_ours["ms_median"] / s_torch["ms_median"], 3))
     if a.json:
         print(json.dumps(report, indent=2))
         return
+    where = "one process" if a.same_process else "a fresh process per block"
     print(f"GPT L={a.n_layer} NH={a.n_head} C={a.n_embd} T={a.block_size} B={a.batch_size}: "
           f"{n_params:,} parameters, {flops / 1e9:.3f} GFLOP/iter, float32, "
-          f"{a.rounds} x {a.iters} timed iterations each, alternating")
+          f"{a.rounds} alternating blocks of {a.iters} timed iterations per side ({where})")
     print(f"measured GEMM peak (np.matmul 2048^2 float32): {peak:.1f} GFLOP/s")
     print(f"{'':16}{'ms/iter median':>16}{'mean':>10}{'tokens/s':>12}{'GFLOP/s':>10}"
           f"{'of peak':>10}")
