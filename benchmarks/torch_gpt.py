@@ -109,7 +109,7 @@ def time_side_in_child(side, a):
     """time_side in a fresh Python process, so that only one side's thread pools exist."""
     cmd = [sys.executable, __file__, "--child", side] + [
         f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
-        if k not in ("json", "child", "same_process")]
+        if k not in ("json", "child", "same_process", "gemm_size")]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -120,6 +120,7 @@ def main():
                           ("batch-size", 12), ("vocab-size", 65), ("iters", 50), ("warmup", 5),
                           ("rounds", 3)):
         ap.add_argument("--" + name, type=int, default=default)
+    ap.add_argument("--gemm-size", type=int, default=2048, help="n of the n x n GEMM peak test")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     ap.add_argument("--same-process", action="store_true",
                     help="time both sides in this process (their thread pools then compete)")
@@ -144,7 +145,7 @@ def main():
     del model, tmodel
     flops = model_flops(cfg, n_params - cfg.block_size * cfg.n_embd, a.batch_size)
     tokens = a.batch_size * a.block_size
-    peak = gemm_peak()
+    peak = gemm_peak(a.gemm_size)
 
     run_side = (lambda side: time_side(side, a)) if a.same_process else \
         (lambda side: time_side_in_child(side, a))
@@ -152,7 +153,7 @@ def main():
     for _ in range(a.rounds):                                  # alternate: shared load hits both
         t_ours += run_side("ours")
         t_torch += run_side("torch")
-    peak = max(peak, gemm_peak())                              # before and after, as bench
+    peak = max(peak, gemm_peak(a.gemm_size))                   # before and after, as bench
     s_ours = summarize(t_ours, tokens, flops, peak)
     s_torch = summarize(t_torch, tokens, flops, peak)
     report = dict(config={k: v for k, v in vars(a).items() if k != "child"}, n_params=n_params,
@@ -167,7 +168,7 @@ def main():
     print(f"GPT L={a.n_layer} NH={a.n_head} C={a.n_embd} T={a.block_size} B={a.batch_size}: "
           f"{n_params:,} parameters, {flops / 1e9:.3f} GFLOP/iter, float32, "
           f"{a.rounds} alternating blocks of {a.iters} timed iterations per side ({where})")
-    print(f"measured GEMM peak (np.matmul 2048^2 float32): {peak:.1f} GFLOP/s")
+    print(f"measured GEMM peak (np.matmul {a.gemm_size}^2 float32): {peak:.1f} GFLOP/s")
     print(f"{'':16}{'ms/iter median':>16}{'mean':>10}{'tokens/s':>12}{'GFLOP/s':>10}"
           f"{'of peak':>10}")
     for name, s in (("minitransformer", s_ours), (f"torch {torch.__version__}", s_torch)):

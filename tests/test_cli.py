@@ -196,3 +196,16 @@ def test_bench_json(capsys):
                 "fraction_of_peak", "flops_formula"):
         assert key in r
     assert r["tokens_per_iter"] == 64 and r["gemm_peak_gflops"] > 0
+
+
+def test_torch_benchmark_script(tmp_path):
+    """benchmarks/torch_gpt.py on a tiny model: both sides timed, same parameter count, a ratio."""
+    pytest.importorskip("torch")
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "torch_gpt.py"),
+                        "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "16",
+                        "--batch-size", "4", "--iters", "2", "--warmup", "1", "--rounds", "1",
+                        "--gemm-size", "256", "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["minitransformer"]["ms_median"] > 0 and r["torch"]["ms_median"] > 0
+    assert r["ratio_ours_over_torch"] > 0
