@@ -28,8 +28,8 @@ def _opt(flag, field, type_, text):
     return click.option(flag, field, type=type_, default=_DEFAULTS[field], help=_help(field, text))
 
 
-# (flag, TrainConfig field, type or None for a flag pair, help). Choices are checked by TrainConfig, so that a bad value
-# is one line naming the choices, like every other bad value.
+# (flag, TrainConfig field, type or None for a flag pair, help). Choices are checked by
+# TrainConfig, so that a bad value is one line naming the choices, like every other bad value.
 TRAIN_OPTIONS = [
     ("--model", "model", str, "gpt | vit."),
     ("--data", "data", str, "gpt: a UTF-8 text file; vit: mnist | digits."),
@@ -98,7 +98,7 @@ def train(ctx, out, resume, quiet, **options):
         if given or out is not None:
             names = ", ".join("--" + n.replace("_", "-") for n in sorted(given))
             raise ConfigError(f"--resume takes the settings from the run's config.json; "
-                                   f"drop {names or '--out'}")
+                              f"drop {names or '--out'}")
         summary = training.resume(resume, progress=not quiet)
     else:
         summary = training.run(TrainConfig.for_model(**given), out, progress=not quiet)
