@@ -59,7 +59,7 @@ class TrainConfig:
     """Every setting of a run. Defaults: nanoGPT's CPU Shakespeare configuration (GPT).
     TrainConfig.for_model(model="vit", ...) starts from the ViT defaults (VIT_DEFAULTS) instead."""
     # what to train
-    model: str = "gpt"                  # "gpt" (character language model) or "vit" (image classifier)
+    model: str = "gpt"                  # "gpt" (character language model) or "vit" (classifier)
     data: str = "data/tinyshakespeare.txt"   # gpt: any UTF-8 text file; vit: "mnist" or "digits"
     # model shape
     n_layer: int = 4                    # L: transformer blocks
@@ -99,7 +99,7 @@ class TrainConfig:
     # reproducibility
     seed: int = 1337                    # every random stream derives from it
     dtype: str = "float32"              # training precision: float32 or float64
-    explicit: tuple = ()                # fields the user set on purpose (schemes may adapt the rest)
+    explicit: tuple = ()                # fields the user set; init schemes may adapt the others
 
     def __post_init__(self):
         self.explicit = tuple(self.explicit)

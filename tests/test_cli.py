@@ -204,7 +204,8 @@ def test_torch_benchmark_script(tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "torch_gpt.py"),
                         "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "16",
                         "--batch-size", "4", "--iters", "2", "--warmup", "1", "--rounds", "1",
-                        "--gemm-size", "256", "--json"], capture_output=True, text=True, cwd=tmp_path)
+                        "--gemm-size", "256", "--json"],
+                       capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert r["minitransformer"]["ms_median"] > 0 and r["torch"]["ms_median"] > 0

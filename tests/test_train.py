@@ -34,7 +34,8 @@ def read_metrics(run_dir):
 
 def same_checkpoints(a, b):
     """Every array equal, bit for bit, except the wall-clock time."""
-    ca, cb = load_checkpoint(Path(a) / "checkpoint.npz"), load_checkpoint(Path(b) / "checkpoint.npz")
+    ca = load_checkpoint(Path(a) / "checkpoint.npz")
+    cb = load_checkpoint(Path(b) / "checkpoint.npz")
     assert set(ca) == set(cb)
     for k in ca:
         if k != "train.elapsed_s":
