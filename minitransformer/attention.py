@@ -16,7 +16,7 @@ from . import kernels
 
 
 class AttentionCache(NamedTuple):
-    q: np.ndarray          # (B, NH, T, HS)
+    q: np.ndarray          # (B, NH, T, HS), a strided view of qkv
     k: np.ndarray          # (B, NH, T, HS)
     v: np.ndarray          # (B, NH, T, HS)
     probs: np.ndarray      # (B, NH, T, T), rows sum to 1, zero above the diagonal when causal
@@ -30,8 +30,8 @@ def attention_forward(qkv, n_head, causal, scale, keep_scores=False):
     B, T, C3 = qkv.shape
     C = C3 // 3
     HS = C // n_head
-    qkvh = qkv.reshape(B, T, 3, n_head, HS).transpose(2, 0, 3, 1, 4)
-    qkvh = np.ascontiguousarray(qkvh)                  # (B, T, 3C) -> (3, B, NH, T, HS)
+    # Views, not copies: each (T, HS) head matrix has row stride 3C, which BLAS takes as is.
+    qkvh = qkv.reshape(B, T, 3, n_head, HS).transpose(2, 0, 3, 1, 4)   # (B, T, 3C) -> (3, B, NH, T, HS)
     q, k, v = qkvh[0], qkvh[1], qkvh[2]
     att = q @ k.swapaxes(-1, -2)                       # (B, NH, T, HS) @ (B, NH, HS, T) -> (B, NH, T, T)
     scores = None
@@ -40,8 +40,9 @@ def attention_forward(qkv, n_head, causal, scale, keep_scores=False):
         if causal:
             scores += kernels._causal_bias(T, att.dtype)
     kernels.softmax_fwd(att.reshape(-1, T), scale, causal)   # in place: att is now probs
-    y = att @ v                                        # (B, NH, T, T) @ (B, NH, T, HS) -> (B, NH, T, HS)
-    y = y.transpose(0, 2, 1, 3).reshape(B, T, C)       # (B, NH, T, HS) -> (B, T, C)
+    y = np.empty((B, T, n_head, HS), dtype=qkv.dtype)
+    np.matmul(att, v, out=y.transpose(0, 2, 1, 3))     # (B, NH, T, T) @ (B, NH, T, HS), written as (B, T, NH, HS)
+    y = y.reshape(B, T, C)
     return y, AttentionCache(q, k, v, att, scale, causal), scores
 
 
@@ -50,18 +51,18 @@ def attention_backward(dy, cache, keep=False):
     (gradients with respect to the traced activations), else None."""
     q, k, v, probs, scale, _ = cache
     B, NH, T, HS = q.shape
-    dyh = np.ascontiguousarray(dy.reshape(B, T, NH, HS).transpose(0, 2, 1, 3))  # -> (B, NH, T, HS)
-    dqkvh = np.empty((3, B, NH, T, HS), dtype=dy.dtype)
+    dyh = dy.reshape(B, T, NH, HS).transpose(0, 2, 1, 3)                  # (B, T, C) -> (B, NH, T, HS), a view
+    dqkv = np.empty((B, T, 3, NH, HS), dtype=dy.dtype)
+    dq, dk, dv = dqkv.transpose(2, 0, 3, 1, 4)                            # views (B, NH, T, HS) into dqkv
     # forward: y = probs @ v  =>  dprobs = dy @ v.T,  dv = probs.T @ dy
     dprobs = dyh @ v.swapaxes(-1, -2)                  # (B, NH, T, T)
-    np.matmul(probs.swapaxes(-1, -2), dyh, out=dqkvh[2])
+    np.matmul(probs.swapaxes(-1, -2), dyh, out=dv)
     acts = {"probs": dprobs.copy()} if keep else None
     # forward: probs = softmax(scale * q @ k.T)  =>  ds = scale * probs * (dprobs - rowsum(dprobs * probs))
     ds = kernels.softmax_bwd(probs.reshape(-1, T), dprobs.reshape(-1, T), scale).reshape(dprobs.shape)
     if keep:
         acts["scores"] = ds / scale                    # gradient w.r.t. the scaled scores
     # forward: s = q @ k.T  =>  dq = ds @ k,  dk = ds.T @ q
-    np.matmul(ds, k, out=dqkvh[0])
-    np.matmul(ds.swapaxes(-1, -2), q, out=dqkvh[1])
-    dqkv = dqkvh.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * NH * HS)   # (3, B, NH, T, HS) -> (B, T, 3C)
-    return dqkv, acts
+    np.matmul(ds, k, out=dq)
+    np.matmul(ds.swapaxes(-1, -2), q, out=dk)
+    return dqkv.reshape(B, T, 3 * NH * HS), acts

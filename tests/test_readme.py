@@ -1,0 +1,25 @@
+"""README promises that can go stale: the reading-order line counts and the two quickstart
+commands."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_reading_order_table_matches_the_files():
+    r = subprocess.run([sys.executable, "scripts/readme_table.py", "--check"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr + r.stdout
+
+
+def test_quickstart_has_the_train_and_test_commands():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    quick = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```\n(.*?)```", quick, re.S)
+    assert len(blocks) == 2, blocks
+    assert "python cli.py train" in blocks[0] and "pip install" in blocks[0]
+    assert "pytest" in blocks[1] and '.[test]' in blocks[1]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert '.[test]' in ci and "python -m pytest -q" in ci and "python -m pytest -q" in blocks[1]
