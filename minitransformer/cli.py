@@ -43,20 +43,18 @@ def gradcheck(samples, seed):
 
 
 # Commands that live in their own modules register here.
-from .cli_train import COMMANDS as _train_commands  # noqa: E402  (train, sample, bench)
-for _command in _train_commands:
-    cli.add_command(_command)
-from .cli_init import COMMANDS as _init_commands  # noqa: E402  (inits, import-gpt2, export-gpt2)
-for _command in _init_commands:
-    cli.add_command(_command)
-from .cli_inspect import COMMANDS as _inspect_commands  # noqa: E402  (inspect ..., plot)
-for _command in _inspect_commands:
+from .cli_train import COMMANDS as _train_commands      # noqa: E402  train, sample, bench
+from .cli_init import COMMANDS as _init_commands        # noqa: E402  inits, import-gpt2, export-gpt2
+from .cli_inspect import COMMANDS as _inspect_commands  # noqa: E402  inspect ..., plot
+for _command in (*_train_commands, *_init_commands, *_inspect_commands):
     cli.add_command(_command)
 
 
 def main(argv=None):
     try:
-        cli.main(args=argv, standalone_mode=False)
+        rc = cli.main(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:                 # a command's ctx.exit(n)
+            sys.exit(rc)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:

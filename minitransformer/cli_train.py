@@ -38,6 +38,8 @@ TRAIN_OPTIONS = [
     ("--init", "init", str, "Initialization scheme (gpt2 for gpt, vit for vit when unset)."),
     ("--init-scale", "init_scale", float, "Multiplies every weight matrix after the scheme."),
     ("--init-std", "init_std", float, "Std of schemes that take one."),
+    ("--base-width", "base_width", int, "mup: the width whose behaviour is copied (none = n-embd)."),
+    ("--impulse-k", "impulse_k", int, "structured: impulse window k x k, 3 or 5."),
     ("--init-from", "init_from", str, "Start from another run's folder or checkpoint."),
     ("--reinit-head/--no-reinit-head", "reinit_head", None,
      "With --init-from: draw the head afresh."),
@@ -70,6 +72,10 @@ TRAIN_OPTIONS = [
     ("--log-interval", "log_interval", int, "Log every N steps."),
     ("--checkpoint-interval", "checkpoint_interval", int, "Checkpoint every N steps "
                                                           "(0 = only at the end)."),
+    ("--telemetry/--no-telemetry", "telemetry", None,
+     "Per-tensor and per-layer statistics into telemetry.jsonl every log-interval steps."),
+    ("--sharpness-every", "sharpness_every", int, "Top Hessian eigenvalue into sharpness.jsonl "
+                                                  "every N steps (0 = never; costly)."),
 ]
 
 

@@ -1,11 +1,14 @@
 """Training telemetry: what each update did to every tensor, and what the activations look like.
 
-The training loop calls it every log_interval steps, around the optimizer step:
+train.run calls it every log_interval steps (--telemetry, on by default), around the update:
 
-    before = telemetry.copy_params(model.params)             # only on logged steps
+    trace = {}                                                # the step's own forward fills it
+    loss, grads = model.loss_and_grads(x, y, trace=trace)
     grad_norm = clip_grad_norm(grads, cfg.grad_clip)          # global norm BEFORE clipping
+    before = telemetry.copy_params(model.params)              # only on logged steps
     opt.step(model.params, grads, lr)
-    rec = telemetry.step_record(step, lr, grad_norm, cfg.grad_clip, before, model, grads, opt, x)
+    rec = telemetry.step_record(step, lr, grad_norm, cfg.grad_clip, before, model, grads, opt, x,
+                                trace=trace)
     telemetry.append_jsonl(run_dir / "telemetry.jsonl", rec)
 
 One record (one line of telemetry.jsonl; every number a plain float, null where undefined):
@@ -32,7 +35,8 @@ Per tensor (Kosson et al. 2024 for the update ratio):
                    mean |u| and max |u|. Adam's step is about lr_eff per element whatever the
                    gradient's size, which is why tiny initial weights see huge relative updates.
                    Absent for SGD.
-Per block i, from one traced forward of the current parameters on the batch x:
+Per block i, from the forward of this step (the parameters before the update) on its batch x;
+without a trace, from one extra traced forward of the current parameters:
     resid_rms       √mean(h_i²) of the residual stream after block i (h.{i}.out / blocks.{i}.out)
     attn_entropy    −Σ_j p_ij ln p_ij, in nats, averaged over batch, heads and query rows
     attn_entropy_uniform   the same for uniform attention (ln of the number of visible keys,
@@ -41,9 +45,9 @@ Per block i, from one traced forward of the current parameters on the batch x:
                     entropy collapse
 embed_rms is the RMS of the embedding output (embed.out).
 
-Cost (measured, nanoGPT CPU config: 4 layers, 128 channels, block 64, batch 12, float32, on this
-2-core machine): see docs/inspection.md; the traced forward dominates, so activations=False makes
-a record several times cheaper.
+Cost: with the step's own trace a record needs no extra forward; train.run measures it and
+writes telemetry_ms_per_record and telemetry_overhead (record time / step time, summed over the
+run) into summary.json. README's "Inspection" section states the numbers.
 
 For a run trained without telemetry, record_run(run_dir) replays it: training is deterministic
 (the batches come from their own stream, evaluation from another), so re-running the updates
@@ -128,10 +132,13 @@ def uniform_entropy(scores):
     return float(np.mean(np.log(visible)))
 
 
-def activation_stats(model, x):
+def activation_stats(model, x, trace=None):
     """Per block: resid_rms, attn_entropy, attn_entropy_uniform, max_attn_logit (see the module
-    docstring), from one traced forward of model on x; and embed_rms. Returns (embed_rms, list)."""
-    _, trace = model.forward(x, trace=True)
+    docstring), from one traced forward of model on x (or from `trace`, the intermediates the
+    training step's own forward collected: then no extra forward); and embed_rms.
+    Returns (embed_rms, list)."""
+    if trace is None:
+        _, trace = model.forward(x, trace=True)
     pre = _prefix(trace)
     layers = []
     for i in range(model.cfg.n_layer):
@@ -148,7 +155,7 @@ def activation_stats(model, x):
 
 
 def step_record(step, lr, grad_norm, grad_clip, params_before, model, grads, opt, x,
-                activations=True):
+                activations=True, trace=None):
     """The telemetry.jsonl record of one update (see the module docstring). Call it right after
     opt.step(model.params, grads, lr); grad_norm is what clip_grad_norm returned, grad_clip the
     max norm it was given (0 = off), x the batch of this step."""
@@ -156,7 +163,7 @@ def step_record(step, lr, grad_norm, grad_clip, params_before, model, grads, opt
     rec = {"step": int(step), "lr": float(lr), "grad_norm": _finite(grad_norm),
            "clipped": bool(coef < 1.0), "grad_clip": float(grad_clip or 0.0)}
     if activations:
-        rec["embed_rms"], rec["layers"] = activation_stats(model, x)
+        rec["embed_rms"], rec["layers"] = activation_stats(model, x, trace)
     rec["tensors"] = tensor_stats(params_before, model.params, grads, opt, lr, coef)
     return _json_safe(rec)
 
@@ -178,9 +185,9 @@ def _json_safe(obj):
 
 
 def append_jsonl(path, record):
-    """Append one record as a line of JSON."""
+    """Append one record as a line of strict JSON (non-finite numbers become null)."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, allow_nan=False) + "\n")
+        f.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
 
 
 def read_jsonl(path):
@@ -230,10 +237,11 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
     for step in range(end):
         t0 = time.perf_counter()
         x, y = _train.get_batch(cfg, data, "train", streams["data"])
-        loss, grads = model.loss_and_grads(x, y)
+        logged = step % every == 0
+        trace = {} if logged and activations else None
+        loss, grads = model.loss_and_grads(x, y, trace=trace)
         grad_norm = clip_grad_norm(grads, cfg.grad_clip)   # what train.run does, in its order
         lr = cfg.lr_at(step)
-        logged = step % every == 0
         t1 = time.perf_counter()
         before = copy_params(params) if logged else None
         t2 = time.perf_counter()
@@ -241,7 +249,7 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
         t3 = time.perf_counter()
         if logged:
             rec = step_record(step, lr, grad_norm, cfg.grad_clip, before, model, grads, opt, x,
-                              activations)
+                              activations, trace)
             rec["loss"] = float(loss)
             append_jsonl(tel_path, rec)
             t_tel.append((time.perf_counter() - t3) + (t2 - t1))

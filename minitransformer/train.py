@@ -43,6 +43,8 @@ from .data import load_dataset, get_text_batch, get_image_batch, IMAGE_DATA
 from .layers import cross_entropy_forward
 from .optim import AdamW, SGD, SCHEDULES, clip_grad_norm, get_lr
 from . import init as _init
+from . import telemetry
+from .sharpness import sharpness_record
 
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"   # the bundled data sets
 MODELS = ("gpt", "vit")
@@ -74,6 +76,8 @@ class TrainConfig:
     init: str = None                    # scheme name from init.py; None = gpt2 (gpt) / vit (vit)
     init_scale: float = 1.0             # multiplies every weight matrix after the scheme
     init_std: float = 0.02              # std of schemes that take one ("normal")
+    base_width: int = None              # mup: the width whose behaviour is copied (None = n_embd)
+    impulse_k: int = 3                  # structured: k x k impulse window (3 or 5)
     init_from: str = None               # start from another run's folder/checkpoint (transfer.py)
     reinit_head: bool = False           # with init_from: draw the head afresh
     allow_partial: bool = False         # with init_from: skip tensors whose shapes differ
@@ -96,6 +100,8 @@ class TrainConfig:
     eval_iters: int = 20                # batches per split per evaluation (also the final one)
     log_interval: int = 10              # write metrics.jsonl (and a progress line) every N steps
     checkpoint_interval: int = 250      # checkpoint every N steps; 0 = only at the end
+    telemetry: bool = True              # per-tensor/per-layer statistics every log_interval steps
+    sharpness_every: int = 0            # top Hessian eigenvalue every N steps (0 = never; costly)
     # reproducibility
     seed: int = 1337                    # every random stream derives from it
     dtype: str = "float32"              # training precision: float32 or float64
@@ -120,7 +126,7 @@ class TrainConfig:
             raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         _choice("norm", self.norm, NORMS)
         _choice("pool", self.pool, POOLS)
-        for name in ("rezero", "reinit_head", "allow_partial"):
+        for name in ("rezero", "reinit_head", "allow_partial", "telemetry"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.init is not None and self.init not in _init.SCHEMES:
@@ -135,10 +141,15 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _number_in("min_lr", self.min_lr, 0.0, self.lr, f"between 0 and lr ({self.lr})")
-        for name in ("warmup_iters", "eval_interval", "checkpoint_interval", "seed"):
+        for name in ("warmup_iters", "eval_interval", "checkpoint_interval", "seed",
+                     "sharpness_every"):
             _nonnegative_int(name, getattr(self, name))
         if self.lr_decay_iters is not None:
             _positive_int("lr_decay_iters", self.lr_decay_iters)
+        if self.base_width is not None:
+            _positive_int("base_width", self.base_width)
+        if self.impulse_k not in (3, 5):
+            raise ConfigError(f"impulse_k must be 3 or 5, got {self.impulse_k!r}")
         if self.schedule in ("cosine", "linear") and self.decay_iters < self.warmup_iters:
             raise ConfigError(f"warmup_iters ({self.warmup_iters}) is longer than the "
                               f"{self.schedule} decay, lr_decay_iters ({self.decay_iters}); "
@@ -279,7 +290,8 @@ def model_config(cfg, data):
 
 
 def init_options(cfg):
-    return _init.InitOptions(init_std=cfg.init_std, init_scale=cfg.init_scale)
+    return _init.InitOptions(init_std=cfg.init_std, init_scale=cfg.init_scale,
+                             base_width=cfg.base_width, impulse_k=cfg.impulse_k)
 
 
 def config_from_dict(model, d):
@@ -289,7 +301,7 @@ def config_from_dict(model, d):
 def make_model(cfg, mcfg):
     """The model with its initial parameters (scheme cfg.init_name from default_rng(cfg.seed))."""
     return build_model(mcfg, init=cfg.init_name, seed=cfg.seed, dtype=cfg.dtype,
-                       init_std=cfg.init_std, init_scale=cfg.init_scale)
+                       **vars(init_options(cfg)))
 
 
 def make_optimizer(cfg, mcfg, params):
@@ -519,8 +531,7 @@ def load_run(run_dir):
         mcfg = config_from_dict(cfg.model, saved["model"])
     except (KeyError, TypeError) as e:
         raise ValueError(f"{run_dir}/config.json is incomplete or damaged ({e})") from None
-    model = build_model(mcfg, init=cfg.init_name, seed=cfg.seed, dtype=cfg.dtype,
-                        init_std=cfg.init_std, init_scale=cfg.init_scale)
+    model = make_model(cfg, mcfg)
     ckpt_path = run_dir / "checkpoint.npz"
     ckpt = load_checkpoint(ckpt_path)
     restore_params(model.params, ckpt, ckpt_path)
@@ -659,6 +670,7 @@ def run(cfg, out_dir=None, resume=False, progress=True):
     params = model.params
     ckpt_path = out / "checkpoint.npz"
     metrics_path = out / "metrics.jsonl"
+    tele_path, sharp_path = out / "telemetry.jsonl", out / "sharpness.jsonl"
     from_checkpoint = resume and ckpt_path.exists()
     if cfg.init_from is not None and not from_checkpoint:
         from .transfer import apply_init_from          # lazily: only runs that transfer need it
@@ -687,12 +699,16 @@ def run(cfg, out_dir=None, resume=False, progress=True):
     # --- the run folder
     out.mkdir(parents=True, exist_ok=True)
     if resume:
-        truncate_metrics(metrics_path, start)
+        for path in (metrics_path, tele_path, sharp_path):
+            truncate_metrics(path, start)
     else:
         write_json(out / "config.json", {"train": cfg.to_dict(), "model": mcfg.to_dict(),
                                          "vocab": vocab, "n_params": n_params,
                                          "minitransformer_version": __version__})
         metrics_path.write_text("")
+        for path, on in ((tele_path, cfg.telemetry), (sharp_path, cfg.sharpness_every)):
+            if on:
+                path.write_text("")
     show.message(f"{cfg.model}: {n_params:,} parameters, init {cfg.init_name}, "
                  f"{cfg.max_iters} steps of batch {cfg.batch_size} -> {out}")
 
@@ -714,8 +730,12 @@ def run(cfg, out_dir=None, resume=False, progress=True):
             state["best_val_loss"] = ev["val_loss"]
         show.message(f"step {step}: {_fmt_eval(ev)}")
 
+    # a fixed batch of its own for sharpness, so that probing never moves the data stream
+    sharp_batch = get_batch(cfg, data, "train", np.random.default_rng(
+        np.random.SeedSequence(cfg.seed).spawn(4)[3])) if cfg.sharpness_every else None
+
     # --- the loop
-    status, divergence, step_times, step = "completed", None, [], start
+    status, divergence, step_times, watch_times, step = "completed", None, [], [], start
     try:
         for step in range(start, cfg.max_iters):
             record = {"step": step}
@@ -726,7 +746,9 @@ def run(cfg, out_dir=None, resume=False, progress=True):
                 ev = {}
             t0 = time.perf_counter()
             x, y = get_batch(cfg, data, "train", streams["data"])
-            loss, grads = model.loss_and_grads(x, y)
+            watch = cfg.telemetry and step % cfg.log_interval == 0
+            trace = {} if watch else None              # this forward's activations, for telemetry
+            loss, grads = model.loss_and_grads(x, y, trace=trace)
             loss, lr = float(loss), cfg.lr_at(step)
             if state["initial_loss"] is None:
                 state["initial_loss"] = loss
@@ -741,9 +763,20 @@ def run(cfg, out_dir=None, resume=False, progress=True):
                               "loss": loss if math.isfinite(loss) else None}
                 status = "diverged"
                 break
+            before = telemetry.copy_params(params) if watch else None
             opt.step(params, grads, lr)
             state["last_finite_loss"] = loss
             step_times.append(time.perf_counter() - t0)
+            if watch:                                  # draws no random numbers: resume unaffected
+                t1 = time.perf_counter()
+                rec = telemetry.step_record(step, lr, grad_norm, cfg.grad_clip, before, model,
+                                            grads, opt, x, trace=trace)
+                telemetry.append_jsonl(tele_path, dict(rec, loss=loss))
+                watch_times.append(time.perf_counter() - t1)
+            if cfg.sharpness_every and step % cfg.sharpness_every == 0:
+                telemetry.append_jsonl(sharp_path, sharpness_record(
+                    model, *sharp_batch, step, lr, opt if cfg.optimizer == "adamw" else None,
+                    method="lanczos"))                 # ~5x fewer Hessian products than power
             logged = (step % cfg.log_interval == 0 or step == cfg.max_iters - 1 or bool(ev))
             if logged:
                 log(dict(record, loss=loss, lr=lr, **ev))
@@ -785,6 +818,9 @@ def run(cfg, out_dir=None, resume=False, progress=True):
         summary.update(best_val_loss=state["best_val_loss"], wall_time_s=round(wall, 3),
                        ms_per_iter=round(1e3 * float(np.mean(step_times)), 3)
                        if step_times else None, max_iters=cfg.max_iters, out_dir=str(out))
+        if watch_times and step_times:                 # telemetry's cost, per run
+            summary["telemetry_ms_per_record"] = round(1e3 * float(np.mean(watch_times)), 3)
+            summary["telemetry_overhead"] = round(float(np.sum(watch_times) / np.sum(step_times)), 4)
         write_json(out / "summary.json", summary)
     except KeyboardInterrupt:
         last = (step // cfg.checkpoint_interval * cfg.checkpoint_interval
