@@ -24,7 +24,6 @@ def test_standard_parametrization_is_not_flat():
     assert "NOT flat" in format_result(res)
 
 
-@pytest.mark.skipif("mup" not in _init.SCHEMES, reason="mup is not registered")
 def test_mup_is_flat():
     res = coordcheck("gpt", "mup", WIDTHS, steps=2)
     sp = coordcheck("gpt", "gpt2", WIDTHS, steps=2)
