@@ -150,20 +150,15 @@ def coord_check(cfgs, init, steps=3, lr=1e-2, seed=0, batch=4, opts=None):
     (weight decay 0, μP's LR multipliers when the scheme has them) on one fixed random batch.
     Returns {n_embd: {step: {module: mean |x|}}}. Under μP every curve is flat in width; under
     the standard parametrization the logits (and, after updates, the blocks) grow with width."""
-    from . import build_model, GPTConfig
+    from . import build_model
+    from .gradcheck import random_batch
     from .optim import AdamW
     opts = opts or _init.InitOptions()
     out = {}
     for cfg in cfgs:
         cfg, _ = _init.prepare_config(cfg, init, (), opts)
         model = build_model(cfg, init=init, seed=seed, dtype="float64", **vars(opts))
-        rng = np.random.default_rng(seed + 1)      # the same batch at every width
-        if isinstance(cfg, GPTConfig):
-            x = rng.integers(0, cfg.vocab_size, (batch, cfg.block_size))
-            y = rng.integers(0, cfg.vocab_size, (batch, cfg.block_size))
-        else:
-            x = rng.random((batch, cfg.image_size, cfg.image_size, cfg.in_channels))
-            y = rng.integers(0, cfg.n_classes, batch)
+        x, y = random_batch(cfg, batch, np.random.default_rng(seed + 1))   # same at every width
         opt = AdamW(model.params, lr=lr, weight_decay=0.0,
                     lr_mult=_init.lr_multipliers(cfg, init, model.params, opts))
         curves = {}

@@ -141,14 +141,22 @@ def tiny_models():
 
 def check_config(cfg, init=None, seed=0, n_samples=None, batch=3):
     """Build cfg in float64 with well-conditioned random parameters and check every tensor."""
-    from . import build_model, GPTConfig
+    from . import build_model
     rng = np.random.default_rng(seed)
     model = build_model(cfg, init=init, seed=seed, dtype="float64")
     well_conditioned(model.params, rng)
+    x, y = random_batch(cfg, batch, rng)
+    return check_model(model, x, y, n_samples=n_samples, seed=seed)
+
+
+def random_batch(cfg, batch, rng):
+    """Random inputs and targets for a model config: token ids (B, T) for a GPT, images
+    (B, H, W, Cin) in [0, 1) for a ViT."""
+    from . import GPTConfig
     if isinstance(cfg, GPTConfig):
         x = rng.integers(0, cfg.vocab_size, (batch, cfg.block_size))
         y = rng.integers(0, cfg.vocab_size, (batch, cfg.block_size))
     else:
         x = rng.random((batch, cfg.image_size, cfg.image_size, cfg.in_channels))
         y = rng.integers(0, cfg.n_classes, batch)
-    return check_model(model, x, y, n_samples=n_samples, seed=seed)
+    return x, y

@@ -515,9 +515,9 @@ def truncate_metrics(path, step):
     _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def load_run(run_dir):
-    """(TrainConfig, model, info) of a run folder, with the parameters of its checkpoint.
-    info holds the run's config.json (vocab, model config) and the checkpoint's step."""
+def read_run_config(run_dir, model_config=True):
+    """(config.json as a dict, its TrainConfig, its GPTConfig/ViTConfig or None) of a run folder;
+    a missing folder, a file, or a folder without a usable config.json is one clear error."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise FileNotFoundError(f"run folder not found: {run_dir}")
@@ -528,9 +528,17 @@ def load_run(run_dir):
     saved = read_json(run_dir / "config.json")
     try:
         cfg = TrainConfig.from_dict(saved["train"])
-        mcfg = config_from_dict(cfg.model, saved["model"])
+        mcfg = config_from_dict(cfg.model, saved["model"]) if model_config else None
     except (KeyError, TypeError) as e:
         raise ValueError(f"{run_dir}/config.json is incomplete or damaged ({e})") from None
+    return saved, cfg, mcfg
+
+
+def load_run(run_dir):
+    """(TrainConfig, model, info) of a run folder, with the parameters of its checkpoint.
+    info holds the run's config.json (vocab, model config) and the checkpoint's step."""
+    run_dir = Path(run_dir)
+    saved, cfg, mcfg = read_run_config(run_dir)
     model = make_model(cfg, mcfg)
     ckpt_path = run_dir / "checkpoint.npz"
     ckpt = load_checkpoint(ckpt_path)
@@ -621,19 +629,8 @@ def _fmt_eval(ev):
 def resume(run_dir, progress=True):
     """Continue the run in run_dir from its checkpoint to its max_iters (its config.json decides
     everything); the result is bit-identical to a run that was never interrupted."""
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise FileNotFoundError(f"run folder not found: {run_dir}")
-    if not run_dir.is_dir():
-        raise ValueError(f"{run_dir} is a file, not a run folder")
-    if not (run_dir / "config.json").is_file():
-        raise ValueError(f"{run_dir} is not a run folder (it has no config.json)")
-    saved = read_json(run_dir / "config.json")
-    try:
-        cfg = TrainConfig.from_dict(saved["train"])
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{run_dir}/config.json is incomplete or damaged ({e})") from None
-    return run(cfg, run_dir, resume=True, progress=progress)
+    _, cfg, _ = read_run_config(run_dir, model_config=False)
+    return run(cfg, Path(run_dir), resume=True, progress=progress)
 
 
 def run(cfg, out_dir=None, resume=False, progress=True):
