@@ -16,7 +16,6 @@ coordinate check exists to catch: every slope below FLAT. A module that shrinks 
 C^(-1/2) (the readout multiplier 1/m on an N(0, 0.02²) table, where μP would start it at 0),
 which vanishes harmlessly as the updates take over.
 """
-import math
 
 import numpy as np
 

@@ -246,7 +246,8 @@ def import_gpt2(hf_dir, out_dir):
     parameters) from a Hugging Face GPT-2 folder. Returns (GPTConfig, params). The run has no
     vocabulary (GPT-2's BPE tokenizer is not part of this project): use it to inspect, or to
     fine-tune on token ids."""
-    from .train import TrainConfig, check_out_dir, write_json
+    from .train import TrainConfig
+    from .runfolder import check_out_dir, write_json
     cfg, params, hf = load_hf(hf_dir)
     out = check_out_dir(out_dir)
     train = TrainConfig(model="gpt", data=f"hf:{Path(hf_dir).resolve()}", n_layer=cfg.n_layer,
@@ -274,7 +275,7 @@ def import_gpt2(hf_dir, out_dir):
 def export_gpt2(run_dir, out_dir):
     """Write a run's GPT as a Hugging Face GPT-2 folder (config.json + model.safetensors) that
     GPT2LMHeadModel.from_pretrained loads. Returns the Hugging Face config dict."""
-    from .train import load_checkpoint, read_json
+    from .runfolder import load_checkpoint, read_json
     run_dir, out = Path(run_dir), Path(out_dir)
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (it has no config.json)")

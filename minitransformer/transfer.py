@@ -37,7 +37,7 @@ def head_names(model):
 def load_source(path):
     """({name: array} of the parameters in a run folder or .npz file, the run's vocabulary or
     None)."""
-    from .train import load_checkpoint
+    from .runfolder import load_checkpoint
     path = Path(path)
     vocab = None
     if path.is_dir():
