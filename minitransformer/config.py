@@ -6,6 +6,8 @@ it as a single line. Defaults are nanoGPT's CPU Shakespeare model (GPT) and a sm
 from dataclasses import dataclass, asdict, fields
 import math
 
+import numpy as np
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the field."""
@@ -16,40 +18,63 @@ POOLS = ("cls", "mean")
 GELUS = ("tanh", "erf")
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+# One clear ConfigError per bad value; train.py's TrainConfig uses the same checks.
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _positive_float(name, value):
+def check_nonnegative_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def check_positive_float(name, value):
+    check_number_in(name, value, 0.0, math.inf, "positive and finite", open_left=True)
+
+
+def check_number_in(name, value, lo, hi, what, open_left=False, open_right=False):
+    """ConfigError unless value is a finite number in [lo, hi] (or the open variants)."""
     try:
-        ok = math.isfinite(float(value)) and float(value) > 0
+        v = float(value)
+        ok = (not isinstance(value, (bool, str)) and math.isfinite(v)
+              and (v > lo if open_left else v >= lo) and (v < hi if open_right else v <= hi))
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
 
 
-def _choice(name, value, choices):
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+def from_dict(cls, d):
+    """cls(**d) for a config dataclass, with unknown keys one clear error (a damaged or newer
+    config.json) rather than a TypeError."""
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    return cls(**d)
 
 
 def _check_trunk(cfg):
     """Checks shared by GPT and ViT: the transformer trunk."""
     for name in ("n_layer", "n_head", "n_embd"):
-        _positive_int(name, getattr(cfg, name))
+        check_positive_int(name, getattr(cfg, name))
     if cfg.n_embd % cfg.n_head != 0:
         raise ConfigError(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
-    _choice("norm", cfg.norm, NORMS)
-    _choice("gelu", cfg.gelu, GELUS)
+    check_choice("norm", cfg.norm, NORMS)
+    check_choice("gelu", cfg.gelu, GELUS)
     if not isinstance(cfg.rezero, bool):
         raise ConfigError(f"rezero must be True or False, got {cfg.rezero!r}")
-    _positive_float("ln_eps", cfg.ln_eps)
-    _positive_float("res_mult", cfg.res_mult)
-    _positive_float("logit_scale", cfg.logit_scale)
+    check_positive_float("ln_eps", cfg.ln_eps)
+    check_positive_float("res_mult", cfg.res_mult)
+    check_positive_float("logit_scale", cfg.logit_scale)
     if cfg.attn_scale is not None:
-        _positive_float("attn_scale", cfg.attn_scale)
+        check_positive_float("attn_scale", cfg.attn_scale)
 
 
 class _ConfigMixin:
@@ -67,11 +92,7 @@ class _ConfigMixin:
 
     @classmethod
     def from_dict(cls, d):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-        return cls(**d)
+        return from_dict(cls, d)
 
 
 @dataclass
@@ -90,8 +111,8 @@ class GPTConfig(_ConfigMixin):
     logit_scale: float = 1.0    # LM-head output multiplier (muP readout 1/width_mult)
 
     def __post_init__(self):
-        _positive_int("vocab_size", self.vocab_size)
-        _positive_int("block_size", self.block_size)
+        check_positive_int("vocab_size", self.vocab_size)
+        check_positive_int("block_size", self.block_size)
         _check_trunk(self)
 
 
@@ -115,11 +136,11 @@ class ViTConfig(_ConfigMixin):
 
     def __post_init__(self):
         for name in ("image_size", "patch_size", "in_channels", "n_classes"):
-            _positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         if self.image_size % self.patch_size != 0:
             raise ConfigError(f"patch_size ({self.patch_size}) must divide image_size "
                               f"({self.image_size})")
-        _choice("pool", self.pool, POOLS)
+        check_choice("pool", self.pool, POOLS)
         _check_trunk(self)
 
     @property

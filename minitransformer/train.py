@@ -34,7 +34,9 @@ import time
 import numpy as np
 
 from . import __version__, build_model
-from .config import ConfigError, GPTConfig, ViTConfig, NORMS, POOLS
+from .config import (ConfigError, GPTConfig, ViTConfig, NORMS, POOLS, check_choice,
+                     check_positive_int, check_nonnegative_int, check_positive_float,
+                     check_number_in, from_dict)
 from .data import load_dataset, get_text_batch, get_image_batch, IMAGE_DATA
 from .layers import cross_entropy_forward
 from .optim import AdamW, SGD, SCHEDULES, clip_grad_norm, get_lr
@@ -112,7 +114,7 @@ class TrainConfig:
         bad = [n for n in self.explicit if n not in names]
         if bad:
             raise ConfigError(f"unknown TrainConfig field(s) in explicit: {', '.join(bad)}")
-        _choice("model", self.model, MODELS)
+        check_choice("model", self.model, MODELS)
         if not isinstance(self.data, str) or not self.data:
             raise ConfigError(f"data must be a file path or a data set name, got {self.data!r}")
         if self.model == "vit" and self.data not in IMAGE_DATA:
@@ -120,11 +122,11 @@ class TrainConfig:
                               f"got {self.data!r}")
         for name in ("n_layer", "n_head", "n_embd", "block_size", "patch_size", "batch_size",
                      "max_iters", "eval_iters", "log_interval"):
-            _positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         if self.n_embd % self.n_head != 0:
             raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        _choice("norm", self.norm, NORMS)
-        _choice("pool", self.pool, POOLS)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("pool", self.pool, POOLS)
         for name in ("rezero", "reinit_head", "allow_partial", "telemetry"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -132,21 +134,21 @@ class TrainConfig:
             raise ConfigError(f"unknown init {self.init!r}; choose one of: "
                               f"{', '.join(sorted(_init.SCHEMES))}")
         for name in ("init_scale", "init_std", "lr"):
-            _positive_float(name, getattr(self, name))
+            check_positive_float(name, getattr(self, name))
         if self.init_from is not None and (not isinstance(self.init_from, str)
                                            or not self.init_from):
             raise ConfigError(f"init_from must be a run folder or checkpoint path, "
                               f"got {self.init_from!r}")
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _number_in("min_lr", self.min_lr, 0.0, self.lr, f"between 0 and lr ({self.lr})")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_number_in("min_lr", self.min_lr, 0.0, self.lr, f"between 0 and lr ({self.lr})")
         for name in ("warmup_iters", "eval_interval", "checkpoint_interval", "seed",
                      "sharpness_every"):
-            _nonnegative_int(name, getattr(self, name))
+            check_nonnegative_int(name, getattr(self, name))
         if self.lr_decay_iters is not None:
-            _positive_int("lr_decay_iters", self.lr_decay_iters)
+            check_positive_int("lr_decay_iters", self.lr_decay_iters)
         if self.base_width is not None:
-            _positive_int("base_width", self.base_width)
+            check_positive_int("base_width", self.base_width)
         if self.impulse_k not in (3, 5):
             raise ConfigError(f"impulse_k must be 3 or 5, got {self.impulse_k!r}")
         if self.schedule in ("cosine", "linear") and self.decay_iters < self.warmup_iters:
@@ -154,10 +156,10 @@ class TrainConfig:
                               f"{self.schedule} decay, lr_decay_iters ({self.decay_iters}); "
                               f"lower --warmup-iters or raise --lr-decay-iters")
         for name in ("beta1", "beta2", "momentum"):
-            _number_in(name, getattr(self, name), 0.0, 1.0, "in [0, 1)", open_right=True)
-        _number_in("weight_decay", self.weight_decay, 0.0, math.inf, ">= 0")
-        _number_in("grad_clip", self.grad_clip, 0.0, math.inf, ">= 0 (0 turns clipping off)")
-        _choice("dtype", self.dtype, DTYPES)
+            check_number_in(name, getattr(self, name), 0.0, 1.0, "in [0, 1)", open_right=True)
+        check_number_in("weight_decay", self.weight_decay, 0.0, math.inf, ">= 0")
+        check_number_in("grad_clip", self.grad_clip, 0.0, math.inf, ">= 0 (0 turns clipping off)")
+        check_choice("dtype", self.dtype, DTYPES)
 
     @property
     def decay_iters(self):
@@ -195,11 +197,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
-        return cls(**d)
+        return from_dict(cls, d)
 
 
 # The ViT's defaults, chosen by measurement on the MNIST 8,000/2,000 split. Validation accuracy at
@@ -219,37 +217,6 @@ VIT_DEFAULTS = dict(
 )
 
 MODEL_DEFAULTS = {"gpt": {}, "vit": VIT_DEFAULTS}
-
-
-def _choice(name, value, choices):
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _nonnegative_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-
-
-def _positive_float(name, value):
-    _number_in(name, value, 0.0, math.inf, "positive and finite", open_left=True)
-
-
-def _number_in(name, value, lo, hi, what, open_left=False, open_right=False):
-    """ConfigError unless value is a finite number in [lo, hi] (or the open variants)."""
-    try:
-        v = float(value)
-        ok = (not isinstance(value, (bool, str)) and math.isfinite(v)
-              and (v > lo if open_left else v >= lo) and (v < hi if open_right else v <= hi))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError(f"{name} must be {what}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------
