@@ -474,18 +474,22 @@ def t_fixup(cfg, shapes, rng, opts):
     block, emb = 0.67 * L ** -0.25, (9 * L) ** -0.25
     rules = _vectors(shapes)
     for name, shape, r, fi, fo in _matrices(shapes):
-        rule = xavier_uniform_rule(fi, fo)
-        if r == "qkv":
-            rule = QKV(rule, rule, rule.times(block, "0.67 L^-1/4"))
-        elif r in ("proj", "fc", "fc_proj"):
-            rule = rule.times(block, "0.67 L^-1/4")
-        elif r == "patch":
-            rule = rule.times(emb, "(9L)^-1/4")
-        rules[name] = rule
+        rule = _value_path_scaled(xavier_uniform_rule(fi, fo), r, block, "0.67 L^-1/4")
+        rules[name] = rule.times(emb, "(9L)^-1/4") if r == "patch" else rule
     for name in shapes:
         if role(name) in TABLES:
             rules[name] = normal(1.0 / math.sqrt(C), "1/sqrt(C)").times(emb, "(9L)^-1/4")
     return rules
+
+
+def _value_path_scaled(rule, r, factor, text):
+    """T-Fixup's and DeepNet's pattern: the matrices on the value path of a block (V, the
+    attention output, fc, fc_proj) scaled by `factor`; Q, K and the other matrices as `rule`."""
+    if r == "qkv":
+        return QKV(rule, rule, rule.times(factor, text))
+    if r in ("proj", "fc", "fc_proj"):
+        return rule.times(factor, text)
+    return rule
 
 
 @scheme("rezero", "no LN; alpha = 0 in every block (each block starts as the identity); xavier_uniform",
@@ -514,12 +518,7 @@ def deepnet(cfg, shapes, rng, opts):
     beta = (8 * cfg.n_layer) ** -0.25
     rules = {**_vectors(shapes), **_default_tables(cfg, shapes)}
     for name, shape, r, fi, fo in _matrices(shapes):
-        rule = xavier_normal_rule(fi, fo)
-        if r == "qkv":
-            rule = QKV(rule, rule, rule.times(beta, "(8L)^-1/4"))
-        elif r in ("proj", "fc", "fc_proj"):
-            rule = rule.times(beta, "(8L)^-1/4")
-        rules[name] = rule
+        rules[name] = _value_path_scaled(xavier_normal_rule(fi, fo), r, beta, "(8L)^-1/4")
     return rules
 
 
