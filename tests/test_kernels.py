@@ -222,20 +222,9 @@ def test_layernorm_bwd(dtype):
 
 GELUS = [("gelu_tanh", ref_gelu_tanh), ("gelu_erf", ref_gelu_erf)]
 
-# The GELU kernels' signature is being changed in the shared tree, from fwd(x) -> y and
-# bwd(x, dy) -> dx to fwd(x) -> (y, aux) and bwd(x, aux, dy) -> dx, where aux is the costly part
-# kept for the backward (tanh(u) for "tanh", Phi(x) for "erf"). These helpers accept both forms;
-# when aux is there it is checked against its formula as well.
-
-
-def gelu_fwd(fn, x):
-    """-> (y, aux), aux None for the one-output form."""
-    out = fn(x)
-    return out if isinstance(out, tuple) else (out, None)
-
-
-def gelu_bwd(fn, x, aux, dy):
-    return fn(x, dy) if aux is None else fn(x, aux, dy)
+# The GELU kernels are fwd(x) -> (y, aux) and bwd(x, aux, dy) -> dx, where aux is the costly
+# part kept for the backward (tanh(u) for "tanh", Phi(x) for "erf"); aux is checked against its
+# formula too.
 
 
 def ref_gelu_aux(name, x):
@@ -254,21 +243,19 @@ def test_gelu_fwd(name, ref, dtype, shape):
     x.reshape(-1)[:6] = [0.0, -6.0, 6.0, -3.0, 3.0, 1e-3]     # zero, saturated tails
     x_before = x.copy()
     nb, npy = twins(f"{name}_fwd")
-    (y1, a1), (y2, a2) = gelu_fwd(nb, x), gelu_fwd(npy, x)
+    (y1, a1), (y2, a2) = nb(x), npy(x)
     np.testing.assert_array_equal(x, x_before)
-    assert (a1 is None) == (a2 is None)                       # the twins have one signature
     assert_dtype(dtype, y1, y2)
     assert y1.shape == y2.shape == shape
     scale = 1.0 + np.abs(x.astype(np.float64))
     close_scaled(y1, y2, scale, dtype)
     close_scaled(y1, ref(x), scale, dtype, REF_TOL)
     close_scaled(y2, ref(x), scale, dtype, REF_TOL)
-    if a1 is not None:
-        assert_dtype(dtype, a1, a2)
-        assert a1.shape == a2.shape == shape
-        close(a1, a2, dtype)
-        close(a1, ref_gelu_aux(name, x), dtype, REF_TOL)
-        close(a2, ref_gelu_aux(name, x), dtype, REF_TOL)
+    assert_dtype(dtype, a1, a2)
+    assert a1.shape == a2.shape == shape
+    close(a1, a2, dtype)
+    close(a1, ref_gelu_aux(name, x), dtype, REF_TOL)
+    close(a2, ref_gelu_aux(name, x), dtype, REF_TOL)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -280,13 +267,12 @@ def test_gelu_bwd(name, ref, dtype, shape):
     x.reshape(-1)[:5] = [0.0, -6.0, 6.0, -3.0, 3.0]
     dy = rng.standard_normal(shape).astype(dtype)
     fwd_nb, fwd_np = twins(f"{name}_fwd")
-    _, a1 = gelu_fwd(fwd_nb, x)
-    _, a2 = gelu_fwd(fwd_np, x)
+    _, a1 = fwd_nb(x)
+    _, a2 = fwd_np(x)
     x_before, dy_before = x.copy(), dy.copy()
     nb, npy = twins(f"{name}_bwd")
     # each backward with its own forward's aux, and crossed (the fast path may mix the two)
-    dxs = [gelu_bwd(nb, x, a1, dy), gelu_bwd(npy, x, a2, dy),
-           gelu_bwd(nb, x, a2, dy), gelu_bwd(npy, x, a1, dy)]
+    dxs = [nb(x, a1, dy), npy(x, a2, dy), nb(x, a2, dy), npy(x, a1, dy)]
     np.testing.assert_array_equal(x, x_before)               # inputs untouched
     np.testing.assert_array_equal(dy, dy_before)
     assert_dtype(dtype, *dxs)
@@ -305,7 +291,7 @@ def test_gelu_known_values():
     # GELU(x) -> x for large x, -> 0 for very negative x, GELU(0) = 0, erf-GELU(1) = Phi(1).
     for name in ("gelu_tanh", "gelu_erf"):
         for fn in twins(f"{name}_fwd"):
-            y, _ = gelu_fwd(fn, np.array([0.0, 10.0, -10.0, 1.0]))
+            y, _ = fn(np.array([0.0, 10.0, -10.0, 1.0]))
             assert y[0] == 0.0 and abs(y[1] - 10.0) < 1e-12 and abs(y[2]) < 1e-12
             if name == "gelu_erf":
                 assert abs(y[3] - 0.8413447460685429) < 1e-14
