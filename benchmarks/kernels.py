@@ -7,11 +7,11 @@ Prints the median time of each and which one is faster; kernels.py's fast-path t
 Runs the two versions interleaved, so load on a shared machine hits both alike.
 """
 import argparse
-import time
 
 import numpy as np
 
 from minitransformer import kernels
+from minitransformer.bench import time_iterations
 
 B, T, C, NH, V = 12, 64, 128, 4, 65          # nanoGPT's CPU Shakespeare configuration
 R = B * T
@@ -44,13 +44,7 @@ def cases(dtype, rng):
 
 
 def median_ms(fn, reps):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(ts))
+    return 1e3 * float(np.median(time_iterations(fn, reps, warmup=1)))
 
 
 def main():
