@@ -10,8 +10,8 @@ import argparse
 
 import numpy as np
 
-from minitransformer import kernels
-from minitransformer.bench import time_iterations
+from minitransformer.engine import kernels
+from minitransformer.analysis.bench import time_iterations
 
 B, T, C, NH, V = 12, 64, 128, 4, 65          # nanoGPT's CPU Shakespeare configuration
 R = B * T

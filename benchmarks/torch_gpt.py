@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout
 
-from minitransformer import GPTConfig                              # noqa: E402
-from minitransformer.bench import (gemm_peak, model_flops, ours_step_fn,     # noqa: E402
+from minitransformer import GPTConfig  # noqa: E402
+from minitransformer.analysis.bench import (gemm_peak, model_flops, ours_step_fn,     # noqa: E402
                                    time_iterations, summarize)
 
 

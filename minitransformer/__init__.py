@@ -6,11 +6,12 @@
 """
 import numpy as np
 
-from . import _allocator  # noqa: F401  (raises glibc's malloc thresholds; see its docstring)
-from .config import GPTConfig, ViTConfig, ConfigError
-from . import gpt, vit, init as _init
-from .gpt import GPT
-from .vit import ViT
+from .engine.config import GPTConfig, ViTConfig, ConfigError
+from .engine import gpt, vit
+from . import init as _init
+from .engine.gpt import GPT
+from .engine.vit import ViT
+from .errors import ConfigError
 
 __all__ = ["GPTConfig", "ViTConfig", "ConfigError", "build_model", "GPT", "ViT"]
 __version__ = "0.1.0"
@@ -26,7 +27,7 @@ def build_model(cfg, init=None, seed=0, dtype="float32", **init_options):
         raise TypeError(f"build_model needs a GPTConfig or ViTConfig, got {type(cfg).__name__}")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype}")
     init = init or DEFAULT_INIT[type(cfg)]
     module, cls = (gpt, GPT) if isinstance(cfg, GPTConfig) else (vit, ViT)
     rng = np.random.default_rng(seed)

@@ -29,11 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from minitransformer import plots, telemetry  # noqa: E402
-from minitransformer.coordcheck import coordcheck  # noqa: E402
-from minitransformer.landscape import inspect_landscape  # noqa: E402
-from minitransformer.snapshot import load_snapshot  # noqa: E402
-from minitransformer.train import TrainConfig, run  # noqa: E402
+from minitransformer.analysis import plots  # noqa: E402
+from minitransformer.measure import telemetry
+from minitransformer.measure.coordcheck import coordcheck  # noqa: E402
+from minitransformer.measure.landscape import inspect_landscape  # noqa: E402
+from minitransformer.analysis.snapshot import load_snapshot  # noqa: E402
+from minitransformer.training.loop import TrainConfig, run  # noqa: E402
 
 GPT = dict(n_layer=2, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=400, lr=1e-2,
            min_lr=1e-4, eval_interval=50, eval_iters=10, checkpoint_interval=0)
@@ -66,9 +67,9 @@ def train_missing(root):
 def measure_overhead(steps=60, every=10):
     """The telemetry's cost on nanoGPT's CPU config (4 layers, 128 channels, block 64, batch 12,
     float32): median ms of a training step and of one record, over `steps` steps."""
-    from minitransformer.train import (resolve_data, model_config, make_model, make_optimizer,
+    from minitransformer.training.loop import (resolve_data, model_config, make_model, make_optimizer,
                                        make_streams, get_batch)
-    from minitransformer.optim import clip_grad_norm
+    from minitransformer.engine.optim import clip_grad_norm
     cfg = TrainConfig()
     data = resolve_data(cfg)
     mcfg, _ = model_config(cfg, data)

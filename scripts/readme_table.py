@@ -6,44 +6,103 @@
 
 The order and the one-line descriptions live here; the counts come from the files.
 """
+import ast
 import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-ORDER = [  # (path, what to read it for)
-    ("minitransformer/config.py", "GPTConfig / ViTConfig: every field, its default, its check"),
-    ("minitransformer/layers.py", "forward/backward pairs: linear, LayerNorm, GELU, embeddings, cross-entropy, patches, CLS, pooling, gate"),
-    ("minitransformer/attention.py", "multi-head self-attention: qkv (B, T, 3C) -> (B, T, C), causal or not"),
-    ("minitransformer/block.py", "the block in its pre / post / none forms, ReZero gate, skip multiplier; the stack of blocks"),
-    ("minitransformer/gpt.py", "GPT: parameter table, forward, loss_and_grads (tied LM head)"),
-    ("minitransformer/vit.py", "ViT: parameter table, forward, loss_and_grads (patches, CLS or mean pooling)"),
-    ("minitransformer/kernels.py", "Numba kernels and their NumPy twins; which one is the fast path and why"),
-    ("minitransformer/gradcheck.py", "central differences in float64, relative errors, the model checks"),
-    ("minitransformer/__init__.py", "build_model: config + init scheme -> model"),
-    ("minitransformer/init.py", "every initialization scheme as a table of rules, with formula and paper"),
-    ("minitransformer/optim.py", "AdamW / SGD kernels, gradient clipping, learning-rate schedules"),
-    ("minitransformer/data.py", "Tiny Shakespeare, MNIST, digits: loading, checks, batches"),
-    ("minitransformer/train.py", "TrainConfig, the training loop, evaluation, resume, divergence, progress"),
-    ("minitransformer/runfolder.py", "the run folder's files: atomic writes, checkpoints without pickle, metrics truncation"),
-    ("minitransformer/sample.py", "text generation from a trained GPT"),
-    ("minitransformer/telemetry.py", "per-tensor and per-layer training statistics"),
-    ("minitransformer/spectra.py", "singular values against Marchenko-Pastur"),
-    ("minitransformer/sharpness.py", "top Hessian eigenvalue by power iteration on Hessian-vector products"),
-    ("minitransformer/landscape.py", "loss along interpolations and filter-normalized directions"),
-    ("minitransformer/coordcheck.py", "activation size against width (muP's coordinate check)"),
-    ("minitransformer/plots.py", "every picture"),
+GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it for)])
+    ("minitransformer", "the public API and the two bottom layers", [
+        ("__init__.py", "build_model: config + init scheme -> model; the public names"),
+        ("errors.py", "the user-facing errors under one base class (the CLI prints them in one line)"),
+        ("runtime.py", "process settings (allocator, Numba threading, threads) applied by entry points"),
+    ]),
+    ("engine", "the math: no files, no process state", [
+        ("config.py", "GPTConfig / ViTConfig: every field, its default, its check"),
+        ("layers.py", "forward/backward pairs: linear, LayerNorm, GELU, embeddings, cross-entropy, patches, CLS, pooling, gate"),
+        ("attention.py", "multi-head self-attention: qkv (B, T, 3C) -> (B, T, C), causal or not"),
+        ("block.py", "the block in its pre / post / none forms, ReZero gate, skip multiplier; the stack of blocks"),
+        ("gpt.py", "GPT: parameter table, forward, loss_and_grads (tied LM head)"),
+        ("vit.py", "ViT: parameter table, forward, loss_and_grads (patches, CLS or mean pooling)"),
+        ("kernels.py", "Numba kernels and their NumPy twins; which one is the fast path and why"),
+        ("optim.py", "AdamW / SGD kernels, gradient clipping, learning-rate schedules"),
+        ("gradcheck.py", "central differences in float64, relative errors, the model checks"),
+    ]),
+    ("init", "initialization schemes", [
+        ("__init__.py", "every initialization scheme as a table of rules, with formula and paper"),
+        ("audit.py", "promised against measured std per tensor; the scheme listing"),
+    ]),
+    ("measure", "instruments on arrays and models", [
+        ("telemetry.py", "per-tensor and per-layer training statistics"),
+        ("spectra.py", "singular values against Marchenko-Pastur"),
+        ("sharpness.py", "top Hessian eigenvalue by power iteration on Hessian-vector products"),
+        ("landscape.py", "loss along interpolations and filter-normalized directions"),
+        ("coordcheck.py", "activation size against width (muP's coordinate check)"),
+    ]),
+    ("training", "runs: settings, data, the loop, the run folder", [
+        ("data.py", "Tiny Shakespeare, MNIST, digits: loading, checks, batches"),
+        ("loop.py", "TrainConfig, the training loop, evaluation, resume, divergence, progress"),
+        ("runfolder.py", "the run folder's files: atomic writes, checkpoints without pickle, metrics truncation"),
+        ("transfer.py", "--init-from: another run's weights as the starting point"),
+    ]),
+    ("analysis", "reads run folders to show them", [
+        ("snapshot.py", "a run folder, checkpoint or fresh model as one object for the instruments"),
+        ("sample.py", "text generation from a trained GPT"),
+        ("inspect_grad.py", "one gradient element: backprop, float64 central difference, Adam state"),
+        ("plots.py", "every picture"),
+        ("hf.py", "GPT-2 import and export in Hugging Face's layout"),
+        ("bench.py", "timed training iterations, FLOPs and the measured GEMM peak"),
+    ]),
+    ("cli", "click commands only", [
+        ("__init__.py", "the command group and main: user errors in one line, bugs with a traceback"),
+        ("train.py", "train, sample, bench"),
+        ("init.py", "inits, import-gpt2, export-gpt2"),
+        ("inspect.py", "inspect ... and plot"),
+    ]),
 ]
+
+PKG = ROOT / "minitransformer"
+
+
+def modules():
+    """[(path, what)] in reading order; the path is relative to the repository."""
+    out = []
+    for sub, _, mods in GROUPS:
+        base = "minitransformer" if sub == "minitransformer" else f"minitransformer/{sub}"
+        out += [(f"{base}/{name}", what) for name, what in mods]
+    return out
+
+
+def unlisted():
+    """Modules of the package that the table leaves out."""
+    listed = {path for path, _ in modules()}
+    return sorted(str(p.relative_to(ROOT)) for p in PKG.rglob("*.py")
+                  if "__pycache__" not in p.parts and str(p.relative_to(ROOT)) not in listed
+                  and not (p.name == "__init__.py" and _docstring_only(p)))
+
+
+def _docstring_only(path):
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+
 
 BEGIN, END = "<!-- reading-order:begin -->", "<!-- reading-order:end -->"
 
 
 def table():
     rows = ["| # | file | lines | what it holds |", "|---|---|---:|---|"]
-    for i, (path, what) in enumerate(ORDER, 1):
-        n = len((ROOT / path).read_text(encoding="utf-8").splitlines())
-        rows.append(f"| {i} | [`{path}`]({path}) | {n} | {what} |")
+    i = 0
+    for sub, role, mods in GROUPS:
+        rows.append(f"| | **{sub}/** | | *{role}* |" if sub != "minitransformer" else
+                    f"| | **minitransformer/** | | *{role}* |")
+        base = "minitransformer" if sub == "minitransformer" else f"minitransformer/{sub}"
+        for name, what in mods:
+            i += 1
+            path = f"{base}/{name}"
+            n = len((ROOT / path).read_text(encoding="utf-8").splitlines())
+            rows.append(f"| {i} | [`{path}`]({path}) | {n} | {what} |")
     return "\n".join(rows)
 
 
@@ -54,6 +113,10 @@ def main():
     if not pattern.search(text):
         sys.exit(f"README.md has no {BEGIN} ... {END} section")
     new = pattern.sub(lambda m: f"{BEGIN}\n{table()}\n{END}", text)
+    missing = unlisted()
+    if missing:
+        sys.exit("README's reading-order table leaves out " + ", ".join(missing) +
+                 ": add them to GROUPS in scripts/readme_table.py")
     if "--check" in sys.argv:
         if new != text:
             sys.exit("README's reading-order table is stale: run python scripts/readme_table.py")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minitransformer.data import (DataError, ImageDataset, TextDataset, get_image_batch,
+from minitransformer.training.data import (DataError, ImageDataset, TextDataset, get_image_batch,
                                   get_text_batch, load_dataset, load_digits, load_mnist,
                                   load_text)
 

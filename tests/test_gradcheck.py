@@ -2,7 +2,7 @@
 import numpy as np
 
 from minitransformer import GPTConfig, build_model
-from minitransformer.gradcheck import (CheckRow, ZERO_TOL, check_model, numerical_grad,
+from minitransformer.engine.gradcheck import (CheckRow, ZERO_TOL, check_model, numerical_grad,
                                        random_batch, rel_error, scale_of, well_conditioned)
 
 

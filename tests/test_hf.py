@@ -10,9 +10,9 @@ import pytest
 
 from minitransformer import GPTConfig, build_model
 from minitransformer.cli import main
-from minitransformer.hf import (read_safetensors, write_safetensors, import_gpt2, export_gpt2,
+from minitransformer.analysis.hf import (read_safetensors, write_safetensors, import_gpt2, export_gpt2,
                                 config_from_hf, hf_config, load_hf)
-from minitransformer.train import load_run
+from minitransformer.training.loop import load_run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hf_gpt2_tiny"
 
@@ -36,7 +36,7 @@ def test_import_writes_a_run_that_load_run_and_init_from_accept(tmp_path):
     assert info["vocab"] is None and info["imported_from"]["format"] == "huggingface-gpt2"
     logits = model.forward(np.load(FIXTURE / "input_ids.npy"))
     np.testing.assert_allclose(logits, np.load(FIXTURE / "logits.npy"), atol=1e-4, rtol=0)
-    from minitransformer.transfer import apply_init_from
+    from minitransformer.training.transfer import apply_init_from
     fresh = build_model(model.cfg, seed=5)
     assert apply_init_from(fresh, tmp_path / "run", init="gpt2", seed=5) == []
     np.testing.assert_array_equal(fresh.params["h.1.ln_2.bias"], model.params["h.1.ln_2.bias"])

@@ -8,9 +8,9 @@ import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer import init as I
-from minitransformer.audit import audit, format_audit, coord_check
-from minitransformer.gradcheck import check_config
-from minitransformer.optim import AdamW, SGD
+from minitransformer.init.audit import audit, format_audit, coord_check
+from minitransformer.engine.gradcheck import check_config
+from minitransformer.engine.optim import AdamW, SGD
 
 GPT = GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=64)
 VIT = ViTConfig()                                     # 28x28 MNIST, 7x7 patches, C=64, 4 layers
@@ -47,7 +47,7 @@ def test_every_tensor_keeps_its_promise(cfg, init):
 
 
 def test_audit_catches_a_broken_promise():
-    from minitransformer.audit import check
+    from minitransformer.init.audit import check
     rule, rng = I.xavier_uniform_rule(64, 256), np.random.default_rng(0)
     assert check(rule, I.sample(rule, (64, 256), rng))[-1]
     assert not check(rule, 1.1 * I.sample(rule, (64, 256), rng))[-1]      # 10% too wide

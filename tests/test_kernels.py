@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.special import erf, logsumexp
 
-from minitransformer import kernels
+from minitransformer.engine import kernels
 
 DTYPES = [np.float32, np.float64]
 # (rtol, atol) for Numba vs NumPy; float32 versions may round differently (float64 accumulators
@@ -140,7 +140,7 @@ def test_use_switches_the_fast_path(name):
 
 def test_use_is_seen_by_the_layers():
     """The layers look the kernel up at call time, so a switch takes effect immediately."""
-    from minitransformer.layers import layernorm_forward
+    from minitransformer.engine.layers import layernorm_forward
     calls = []
     saved = kernels.layernorm_fwd
     rng = np.random.default_rng(0)

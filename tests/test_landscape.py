@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
-from minitransformer import landscape as LS
-from minitransformer.snapshot import load_snapshot
-from minitransformer.train import TrainConfig, run
+from minitransformer.measure import landscape as LS
+from minitransformer.analysis.snapshot import load_snapshot
+from minitransformer.training.loop import TrainConfig, run
 
 CFG = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
 
@@ -98,7 +98,7 @@ def test_bad_landscape_options(tiny_run):
         LS.inspect_landscape(snap, modes=("3d",))
     with pytest.raises(ValueError, match="points"):
         LS.inspect_landscape(snap, points=1)
-    from minitransformer.snapshot import fresh_snapshot
+    from minitransformer.analysis.snapshot import fresh_snapshot
     fresh = fresh_snapshot("gpt", "gpt2", n_layer=1, n_embd=16, n_head=2, block_size=16)
     with pytest.raises(ValueError, match="step 0"):
         LS.inspect_landscape(fresh, modes=("interp",))

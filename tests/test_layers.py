@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
-from minitransformer import layers as L
-from minitransformer.attention import attention_forward, attention_backward
-from minitransformer.block import GPT_NAMES, VIT_NAMES, block_forward, block_backward
-from minitransformer.gradcheck import LAYER_TOL, check_layer, well_conditioned
+from minitransformer.engine import layers as L
+from minitransformer.engine.attention import attention_forward, attention_backward
+from minitransformer.engine.block import GPT_NAMES, VIT_NAMES, block_forward, block_backward
+from minitransformer.engine.gradcheck import LAYER_TOL, check_layer, well_conditioned
 
 
 @pytest.fixture(scope="module", autouse=True)

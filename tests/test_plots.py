@@ -7,10 +7,10 @@ import pytest
 
 import matplotlib  # noqa: F401  (the test extra installs it: these tests never skip)
 
-from minitransformer import plots  # noqa: E402
+from minitransformer.analysis import plots  # noqa: E402
 from minitransformer.cli import main  # noqa: E402
-from minitransformer.telemetry import record_run  # noqa: E402
-from minitransformer.train import TrainConfig, run  # noqa: E402
+from minitransformer.measure.telemetry import record_run  # noqa: E402
+from minitransformer.training.loop import TrainConfig, run  # noqa: E402
 
 GPT = dict(n_layer=2, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=12,
            warmup_iters=3, eval_interval=6, eval_iters=2, checkpoint_interval=0)
@@ -87,8 +87,8 @@ def test_vit_run_and_default_folder(runs, figures):
 
 
 def test_landscape_figure(runs, figures, tmp_path):
-    from minitransformer.landscape import inspect_landscape
-    from minitransformer.snapshot import load_snapshot
+    from minitransformer.measure.landscape import inspect_landscape
+    from minitransformer.analysis.snapshot import load_snapshot
     res = inspect_landscape(load_snapshot(runs["gpt"]), ("interp", "1d", "2d"), points=3,
                             n_batches=1)
     p = plots.plot_landscape(res, tmp_path / "land.png")
@@ -97,7 +97,7 @@ def test_landscape_figure(runs, figures, tmp_path):
 
 
 def test_coordcheck_figure(figures, tmp_path):
-    from minitransformer.coordcheck import coordcheck
+    from minitransformer.measure.coordcheck import coordcheck
     res = [coordcheck("gpt", i, (16, 32), steps=1, n_layer=1) for i in ("gpt2", "mup")]
     plots.plot_coordcheck(res, tmp_path / "cc.png")
     _check(figures[0])
@@ -127,7 +127,7 @@ def test_cli_plot_and_errors(runs, tmp_path, capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
-    from minitransformer.snapshot import load_snapshot
+    from minitransformer.analysis.snapshot import load_snapshot
     with pytest.raises(ValueError, match="not in the run's vocabulary"):
         plots.plot_attention_gpt(load_snapshot(runs["gpt"]), tmp_path / "a.png", prompt="日本")
 

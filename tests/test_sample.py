@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from minitransformer import GPTConfig, build_model
-from minitransformer.sample import generate, sample_run, start_ids
-from minitransformer.train import TrainConfig, run
+from minitransformer.analysis.sample import generate, sample_run, start_ids
+from minitransformer.training.loop import TrainConfig, run
 
 VOCAB = "\n !abcdefghijklmnopqrstuvwxyz"
 

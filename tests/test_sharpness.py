@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
-from minitransformer import sharpness as S
+from minitransformer.measure import sharpness as S
 
 TINY = GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, n_embd=4)
 
@@ -106,7 +106,7 @@ def test_float32_is_refused_and_bad_arguments():
 
 
 def test_sharpness_record_leaves_the_model_alone():
-    from minitransformer.optim import AdamW
+    from minitransformer.engine.optim import AdamW
     model, x, y = tiny_problem()
     model32 = type(model)(model.cfg, {k: v.astype(np.float32) for k, v in model.params.items()})
     opt = AdamW(model32.params, lr=1e-2)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
-from minitransformer import spectra as S
+from minitransformer.measure import spectra as S
 
 
 @pytest.mark.parametrize("shape", [(512, 256), (256, 512), (300, 300)])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
-from minitransformer import telemetry
-from minitransformer.optim import AdamW, clip_grad_norm
-from minitransformer.train import TrainConfig, run
+from minitransformer.measure import telemetry
+from minitransformer.engine.optim import AdamW, clip_grad_norm
+from minitransformer.training.loop import TrainConfig, run
 
 CFG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
 
@@ -114,7 +114,7 @@ def test_record_is_strict_json():
 
 
 def test_without_activations_and_with_sgd():
-    from minitransformer.optim import SGD
+    from minitransformer.engine.optim import SGD
     rng = np.random.default_rng(0)
     model = build_model(CFG, seed=0, dtype="float64")
     x, y = batch(CFG, rng)

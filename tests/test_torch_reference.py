@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from minitransformer import GPTConfig, ViTConfig, build_model            # noqa: E402
-from minitransformer.gradcheck import rel_error, well_conditioned       # noqa: E402
+from minitransformer import GPTConfig, ViTConfig, build_model  # noqa: E402
+from minitransformer.engine.gradcheck import rel_error, well_conditioned       # noqa: E402
 
 TOL = 1e-6
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minitransformer import train
-from minitransformer.config import ConfigError
-from minitransformer.train import (TrainConfig, VIT_DEFAULTS, CheckpointError, load_checkpoint,
+from minitransformer.errors import RunFolderError
+from minitransformer.training import loop as train
+from minitransformer.engine.config import ConfigError
+from minitransformer.training.loop import (TrainConfig, VIT_DEFAULTS, CheckpointError, load_checkpoint,
                                    load_run, resume, run, save_checkpoint)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +233,7 @@ def test_eval_has_its_own_random_stream(full_run, tmp_path):
 
 def test_out_dir_holding_a_run_is_refused(full_run):
     out, _ = full_run
-    with pytest.raises(FileExistsError, match="already holds a run"):
+    with pytest.raises(RunFolderError, match="already holds a run"):
         run(tiny(), out, progress=False)
 
 
@@ -357,8 +358,8 @@ def test_vit_learns_digits(tmp_path):
 def test_telemetry_is_written_live_and_matches_a_direct_computation(full_run):
     """telemetry.jsonl has one record per log_interval step, from the step's own forward (the
     parameters before the update): replaying step 0 by hand gives the same numbers."""
-    from minitransformer import telemetry
-    from minitransformer.optim import clip_grad_norm
+    from minitransformer.measure import telemetry
+    from minitransformer.engine.optim import clip_grad_norm
     out, summary = full_run
     recs = telemetry.read_jsonl(out / "telemetry.jsonl")
     assert [r["step"] for r in recs] == list(range(0, 40, 3))

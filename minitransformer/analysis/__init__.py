@@ -1,0 +1,2 @@
+"""Whatever reads run folders to show them: snapshots, sampling, inspection, plots, Hugging Face
+import and export, benchmarks."""

@@ -1,0 +1,139 @@
+"""Speed benchmark: how fast a training iteration is, and how close that is to this machine's peak.
+
+One timed iteration = loss and gradients (forward + backward) + gradient clipping + an AdamW step,
+in float32, on a fixed batch of random tokens, after `warmup` untimed iterations (JIT compilation,
+caches, BLAS thread start-up). Reported: median and mean ms/iter, tokens/s, model GFLOP/s, the
+measured float32 GEMM peak and the fraction of it achieved.
+
+Model FLOPs per iteration (nanoGPT's estimate_mfu, from the PaLM paper's appendix B):
+
+    6 * N * B * T                  every weight: a multiply-add forward and two backward, per token
+  + 12 * L * C * T * B * T         attention (q @ k.T and att @ v), forward + backward, full T x T
+
+N = parameters without the position embedding (a lookup, no multiply); the tied wte counts once
+(its LM-head matmul). B batch, T block size, L layers, C channels. Elementwise work (LayerNorm,
+GELU, softmax, AdamW) is not counted, so GFLOP/s is "useful matmul work per second", as nanoGPT
+reports it.
+
+The GEMM peak is measured, not looked up: the best of 7 np.matmul calls on 2048 x 2048 float32
+matrices (2 n^3 FLOPs each) through NumPy's BLAS with its default threads, measured before and
+after the timed iterations (the better of the two, so a burst of load from elsewhere does not
+lower it). On a shared machine every number here is noisy; compare ratios from one run.
+"""
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from .. import GPTConfig, build_model
+from ..engine.optim import AdamW, clip_grad_norm
+from ..errors import ConfigError
+
+
+def gemm_peak(n=2048, repeats=7, dtype="float32"):
+    """GFLOP/s of the fastest of `repeats` n x n matrix products (after one untimed)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype=dtype)
+    np.matmul(a, b, out=c)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def model_flops(cfg, n_params_no_pos, batch_size):
+    """Model FLOPs of one training iteration (formula in the module docstring)."""
+    B, T, L, C = batch_size, cfg.block_size, cfg.n_layer, cfg.n_embd
+    return 6 * n_params_no_pos * B * T + 12 * L * C * T * B * T
+
+
+def ours_step_fn(cfg, batch_size, dtype="float32", seed=0):
+    """A function doing one training iteration of our GPT on a fixed random batch."""
+    model = build_model(cfg, init="gpt2", seed=seed, dtype=dtype)
+    opt = AdamW(model.params, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, cfg.vocab_size, (batch_size, cfg.block_size))      # (B, T)
+    y = rng.integers(0, cfg.vocab_size, (batch_size, cfg.block_size))      # (B, T)
+
+    def step():
+        loss, grads = model.loss_and_grads(x, y)
+        clip_grad_norm(grads, 1.0)
+        opt.step(model.params, grads, 1e-3)
+        return loss
+    return step, model
+
+
+def time_iterations(step, iters, warmup):
+    """Seconds of each of `iters` calls of step(), after `warmup` untimed calls."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def summarize(times, tokens, flops, peak):
+    """ms/iter (median, mean, min), tokens/s and GFLOP/s at the median, fraction of peak."""
+    med = statistics.median(times)
+    return {"ms_median": round(1e3 * med, 3), "ms_mean": round(1e3 * statistics.fmean(times), 3),
+            "ms_min": round(1e3 * min(times), 3), "tokens_per_s": round(tokens / med, 1),
+            "gflops": round(flops / med / 1e9, 2),
+            "fraction_of_peak": round(flops / med / 1e9 / peak, 4)}
+
+
+def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65,
+              dtype="float32", iters=50, warmup=5):
+    """Time our GPT's training iterations; returns a dict (see format_report)."""
+    if iters < 1 or warmup < 0:
+        raise ConfigError(f"iters must be >= 1 and warmup >= 0, got {iters} and {warmup}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
+    cfg = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
+                    n_head=n_head, n_embd=n_embd)
+    step, model = ours_step_fn(cfg, batch_size, dtype)
+    n_params = int(sum(p.size for p in model.params.values()))
+    n_no_pos = n_params - model.params["wpe.weight"].size
+    flops = model_flops(cfg, n_no_pos, batch_size)
+    tokens = batch_size * block_size
+    peak = gemm_peak(dtype=dtype)
+    times = time_iterations(step, iters, warmup)
+    peak = max(peak, gemm_peak(dtype=dtype))          # before and after: the best of both
+    return dict(
+        config=dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
+                    batch_size=batch_size, vocab_size=vocab_size, dtype=dtype),
+        iters=iters, warmup=warmup, n_params=n_params, tokens_per_iter=tokens,
+        gflop_per_iter=round(flops / 1e9, 4),
+        flops_formula="6*N*B*T + 12*L*C*T*B*T, N = params without wpe",
+        gemm_peak_gflops=round(peak, 1),
+        **summarize(times, tokens, flops, peak),
+        machine=dict(cpus=os.cpu_count(), python=platform.python_version(),
+                     numpy=np.__version__),
+    )
+
+
+def format_report(r):
+    c = r["config"]
+    return "\n".join([
+        f"GPT L={c['n_layer']} NH={c['n_head']} C={c['n_embd']} T={c['block_size']} "
+        f"B={c['batch_size']} V={c['vocab_size']} {c['dtype']}: {r['n_params']:,} parameters, "
+        f"{r['tokens_per_iter']} tokens/iter",
+        f"  {r['iters']} timed iterations after {r['warmup']} warm-up "
+        f"(forward + backward + clip + AdamW)",
+        f"  ms/iter          median {r['ms_median']:.2f}   mean {r['ms_mean']:.2f}   "
+        f"min {r['ms_min']:.2f}",
+        f"  tokens/s         {r['tokens_per_s']:,.0f}",
+        f"  model GFLOP/s    {r['gflops']:.1f}   ({r['gflop_per_iter']:.3f} GFLOP/iter = "
+        f"{r['flops_formula']})",
+        f"  GEMM peak        {r['gemm_peak_gflops']:.1f} GFLOP/s (measured: best np.matmul "
+        f"2048x2048 {c['dtype']})",
+        f"  fraction of peak {r['fraction_of_peak']:.1%}",
+    ])

@@ -1,0 +1,150 @@
+"""`train`, `sample` and `bench`: click options mapped onto train.run, sample.sample_run and
+bench.run_bench. No logic here; the defaults and checks live in TrainConfig (train.py)."""
+from dataclasses import fields
+import sys
+
+import click
+from click.core import ParameterSource
+
+from ..engine.config import ConfigError
+from ..training.loop import TrainConfig, VIT_DEFAULTS
+
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
+def _help(field, text):
+    """Help text with the GPT default, and the ViT one where it differs."""
+    d = _DEFAULTS[field]
+    extra = f" [default: {d}" if d is not None else " [default: none"
+    if field in VIT_DEFAULTS:
+        extra += f"; vit: {VIT_DEFAULTS[field]}"
+    return text + extra + "]"
+
+
+def _opt(flag, field, type_, text):
+    """A click option for a TrainConfig field; type_ None = an on/off flag pair."""
+    if type_ is None:
+        return click.option(flag, field, default=_DEFAULTS[field], help=_help(field, text))
+    return click.option(flag, field, type=type_, default=_DEFAULTS[field], help=_help(field, text))
+
+
+# (flag, TrainConfig field, type or None for a flag pair, help). Choices are checked by
+# TrainConfig, so that a bad value is one line naming the choices, like every other bad value.
+TRAIN_OPTIONS = [
+    ("--model", "model", str, "gpt | vit."),
+    ("--data", "data", str, "gpt: a UTF-8 text file; vit: mnist | digits."),
+    ("--seed", "seed", int, "Seed of every random stream."),
+    ("--dtype", "dtype", str, "float32 | float64."),
+    ("--init", "init", str, "Initialization scheme (gpt2 for gpt, vit for vit when unset)."),
+    ("--init-scale", "init_scale", float, "Multiplies every weight matrix after the scheme."),
+    ("--init-std", "init_std", float, "Std of schemes that take one."),
+    ("--base-width", "base_width", int, "mup: the width whose behaviour is copied (none = n-embd)."),
+    ("--impulse-k", "impulse_k", int, "structured: impulse window k x k, 3 or 5."),
+    ("--init-from", "init_from", str, "Start from another run's folder or checkpoint."),
+    ("--reinit-head/--no-reinit-head", "reinit_head", None,
+     "With --init-from: draw the head afresh."),
+    ("--allow-partial/--no-allow-partial", "allow_partial", None,
+     "With --init-from: skip tensors whose shapes differ."),
+    ("--norm", "norm", str, "pre | post | none."),
+    ("--rezero/--no-rezero", "rezero", None, "ReZero gate on every block."),
+    ("--n-layer", "n_layer", int, "Transformer blocks."),
+    ("--n-head", "n_head", int, "Attention heads."),
+    ("--n-embd", "n_embd", int, "Channels (divisible by n_head)."),
+    ("--block-size", "block_size", int, "GPT context length."),
+    ("--batch-size", "batch_size", int, "Sequences or images per step."),
+    ("--patch-size", "patch_size", int, "ViT patch size (divides the image size)."),
+    ("--pool", "pool", str, "ViT pooling: cls | mean."),
+    ("--max-iters", "max_iters", int, "Optimizer steps."),
+    ("--optimizer", "optimizer", str, "adamw | sgd."),
+    ("--lr", "lr", float, "Peak learning rate."),
+    ("--min-lr", "min_lr", float, "Learning rate at the end of the decay."),
+    ("--schedule", "schedule", str, "cosine | linear | constant | noam | inverse_sqrt."),
+    ("--warmup-iters", "warmup_iters", int, "Linear warmup steps (0 = none)."),
+    ("--lr-decay-iters", "lr_decay_iters", int, "Step where cosine/linear reach min-lr "
+                                                "(none = max-iters)."),
+    ("--beta1", "beta1", float, "AdamW beta1."),
+    ("--beta2", "beta2", float, "AdamW beta2."),
+    ("--weight-decay", "weight_decay", float, "Decoupled weight decay (2-D weights only)."),
+    ("--momentum", "momentum", float, "SGD momentum."),
+    ("--grad-clip", "grad_clip", float, "Global gradient-norm clip (0 = off)."),
+    ("--eval-interval", "eval_interval", int, "Evaluate every N steps (0 = only at the end)."),
+    ("--eval-iters", "eval_iters", int, "Batches per split per evaluation."),
+    ("--log-interval", "log_interval", int, "Log every N steps."),
+    ("--checkpoint-interval", "checkpoint_interval", int, "Checkpoint every N steps "
+                                                          "(0 = only at the end)."),
+    ("--telemetry/--no-telemetry", "telemetry", None,
+     "Per-tensor and per-layer statistics into telemetry.jsonl every log-interval steps."),
+    ("--sharpness-every", "sharpness_every", int, "Top Hessian eigenvalue into sharpness.jsonl "
+                                                  "every N steps (0 = never; costly)."),
+]
+
+
+def train_options(fn):
+    for flag, field, type_, text in reversed(TRAIN_OPTIONS):
+        fn = _opt(flag, field, type_, text)(fn)
+    return fn
+
+
+@click.command()
+@click.option("--out", type=str, default=None,
+              help="Run folder to create [default: runs/<model>-<date>-<time>].")
+@click.option("--resume", type=str, default=None,
+              help="Continue the run in this folder from its checkpoint (its config.json "
+                   "decides every setting).")
+@click.option("--quiet", is_flag=True, help="No progress display and no sample.")
+@train_options
+@click.pass_context
+def train(ctx, out, resume, quiet, **options):
+    """Train a GPT on text (default: nanoGPT's CPU Shakespeare config) or a ViT on MNIST."""
+    from ..training import loop as training
+    given = {name: value for name, value in options.items()
+             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                   ParameterSource.ENVIRONMENT)}
+    if resume is not None:
+        if given or out is not None:
+            names = ", ".join("--" + n.replace("_", "-") for n in sorted(given))
+            raise ConfigError(f"--resume takes the settings from the run's config.json; "
+                              f"drop {names or '--out'}")
+        summary = training.resume(resume, progress=not quiet)
+    else:
+        summary = training.run(TrainConfig.for_model(**given), out, progress=not quiet)
+    if summary["status"] != "completed":
+        sys.exit(1)                       # diverged: already reported on stderr
+
+
+@click.command()
+@click.argument("run_dir", type=str)
+@click.option("--prompt", default="", help="Text to continue [default: a newline].")
+@click.option("--max-new-tokens", type=int, default=500, show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-k", type=int, default=None, help="Keep only the k most likely characters.")
+@click.option("--seed", type=int, default=1337, show_default=True)
+def sample(run_dir, prompt, max_new_tokens, temperature, top_k, seed):
+    """Generate text from the GPT of a run folder."""
+    from ..analysis.sample import sample_run
+    click.echo(sample_run(run_dir, prompt=prompt, max_new_tokens=max_new_tokens,
+                          temperature=temperature, top_k=top_k, seed=seed))
+
+
+@click.command()
+@click.option("--n-layer", type=int, default=4, show_default=True)
+@click.option("--n-head", type=int, default=4, show_default=True)
+@click.option("--n-embd", type=int, default=128, show_default=True)
+@click.option("--block-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=int, default=12, show_default=True)
+@click.option("--vocab-size", type=int, default=65, show_default=True)
+@click.option("--dtype", type=str, default="float32", show_default=True)
+@click.option("--iters", type=int, default=50, show_default=True, help="Timed iterations.")
+@click.option("--warmup", type=int, default=5, show_default=True,
+              help="Untimed iterations first (JIT compilation, caches).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def bench(as_json, **options):
+    """Time training iterations (forward + backward + AdamW) and compare with this machine's
+    measured float32 GEMM peak."""
+    from ..analysis.bench import run_bench, format_report
+    import json
+    report = run_bench(**options)
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+COMMANDS = (train, sample, bench)

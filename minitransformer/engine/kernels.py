@@ -1,0 +1,384 @@
+"""Hot-path kernels: each one a Numba function and a plain-NumPy twin with the same signature.
+
+The twins are tested equal (tests/test_kernels.py) in float32 and float64. The names without a
+suffix (`layernorm_fwd`, ...) are the ones the layers call: for each kernel we timed both versions
+on nanoGPT's CPU configuration (`python benchmarks/kernels.py`) and kept the faster. Where NumPy
+wins it is because its exp and its reductions use SIMD, while Numba calls libm's scalar exp and,
+without fastmath, may not reorder a sum to vectorize it. With NUMBA_DISABLE_JIT=1 every name points at the NumPy twin, so the package still runs
+(slowly but exactly) for debugging and coverage.
+
+Shapes: R rows (B*T or B*NH*T flattened), C channels, T keys, V vocabulary.
+Accumulators in the Numba kernels are float64 scalars, so float32 inputs lose nothing to order.
+"""
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+# The kernels are single-threaded: at these sizes (~100k elements) a parallel loop's start-up
+# cost more than it saved (layernorm_bwd 0.26 ms serial, 0.45 ms on 2 threads). The one parallel
+# kernel (_phi_cdf) should run on the workqueue threading layer, which runtime.setup() selects
+# (entry points call it; importing this module changes nothing process-wide).
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_GELU_K = 0.044715
+
+
+# --------------------------------------------------------------------------------------------
+# LayerNorm over the last axis: y = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps)
+
+@njit(cache=True)
+def layernorm_fwd_numba(x, w, b, eps):
+    """(R, C) -> y (R, C), mean (R,), rstd (R,)."""
+    R, C = x.shape
+    y = np.empty_like(x)
+    mean = np.empty(R, dtype=x.dtype)
+    rstd = np.empty(R, dtype=x.dtype)
+    for i in range(R):
+        m = 0.0
+        for j in range(C):
+            m += x[i, j]
+        m /= C
+        var = 0.0
+        for j in range(C):
+            d = x[i, j] - m
+            var += d * d
+        r = 1.0 / math.sqrt(var / C + eps)
+        for j in range(C):
+            y[i, j] = (x[i, j] - m) * r * w[j] + b[j]
+        mean[i] = m
+        rstd[i] = r
+    return y, mean, rstd
+
+
+def layernorm_fwd_numpy(x, w, b, eps):
+    mean = x.mean(axis=1)
+    xc = x - mean[:, None]
+    rstd = 1.0 / np.sqrt((xc * xc).mean(axis=1) + eps)
+    xc *= rstd[:, None]                                # xhat
+    xc *= w
+    xc += b
+    return xc, mean, rstd.astype(x.dtype, copy=False)
+
+
+@njit(cache=True)
+def layernorm_bwd_numba(dy, x, mean, rstd, w):
+    """dy, x (R, C) -> dx (R, C), dw (C,), db (C,).
+
+    forward: xhat = (x - mean) * rstd;  y = xhat * w + b
+    =>  dxhat = dy * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+    """
+    R, C = x.shape
+    dx = np.empty_like(x)
+    for i in range(R):
+        s1 = 0.0                                       # sum of dxhat
+        s2 = 0.0                                       # sum of dxhat * xhat
+        for j in range(C):
+            dxh = dy[i, j] * w[j]
+            s1 += dxh
+            s2 += dxh * (x[i, j] - mean[i]) * rstd[i]
+        s1 /= C
+        s2 /= C
+        for j in range(C):
+            xh = (x[i, j] - mean[i]) * rstd[i]
+            dx[i, j] = rstd[i] * (dy[i, j] * w[j] - s1 - xh * s2)
+    dw = np.empty_like(w)
+    db = np.empty_like(w)
+    for j in range(C):                                # column sums: dw, db
+        sw = 0.0
+        sb = 0.0
+        for i in range(R):
+            sw += dy[i, j] * (x[i, j] - mean[i]) * rstd[i]
+            sb += dy[i, j]
+        dw[j] = sw
+        db[j] = sb
+    return dx, dw, db
+
+
+def layernorm_bwd_numpy(dy, x, mean, rstd, w):
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    dw = (dy * xhat).sum(axis=0)
+    db = dy.sum(axis=0)
+    dxhat = dy * w
+    dx = dxhat - dxhat.mean(axis=1, keepdims=True)
+    dx -= xhat * (dxhat * xhat).mean(axis=1, keepdims=True)
+    dx *= rstd[:, None]
+    return dx, dw, db
+
+
+# --------------------------------------------------------------------------------------------
+# GELU, tanh approximation (GPT-2):  y = 0.5 x (1 + t),  t = tanh(u),  u = sqrt(2/pi) (x + k x^3)
+# The forward returns t too: the backward needs it, and tanh is the expensive part.
+# Numba calls libm's scalar tanh (6.5 ms on a 768x512 array) while np.tanh is SIMD (0.1 ms), so
+# the Numba version fuses the polynomial and the product into one pass each around np.tanh.
+
+@njit(cache=True, error_model="numpy")
+def _gelu_tanh_arg(x):
+    u = np.empty_like(x)
+    xf, uf = x.reshape(-1), u.reshape(-1)
+    for i in range(xf.size):
+        v = xf[i]
+        uf[i] = _SQRT_2_OVER_PI * (v + _GELU_K * v * v * v)
+    return u
+
+
+@njit(cache=True, error_model="numpy")
+def _gelu_tanh_out(x, t):
+    y = np.empty_like(x)
+    xf, tf, yf = x.reshape(-1), t.reshape(-1), y.reshape(-1)
+    for i in range(xf.size):
+        yf[i] = 0.5 * xf[i] * (1.0 + tf[i])
+    return y
+
+
+def gelu_tanh_fwd_numba(x):
+    """x -> y, t (the tanh, for the backward)."""
+    t = _gelu_tanh_arg(x)
+    np.tanh(t, out=t)
+    return _gelu_tanh_out(x, t), t
+
+
+def gelu_tanh_fwd_numpy(x):
+    t = x * x                                          # x*x*x, not x**3: pow is 80x slower
+    t *= x
+    t *= _GELU_K
+    t += x
+    t *= _SQRT_2_OVER_PI
+    np.tanh(t, out=t)
+    y = t + 1.0
+    y *= x
+    y *= 0.5
+    return y, t
+
+
+@njit(cache=True, error_model="numpy")
+def gelu_tanh_bwd_numba(x, t, dy):
+    """dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx,  du/dx = sqrt(2/pi) (1 + 3k x^2).  One pass."""
+    dx = np.empty_like(x)
+    xf, tf, dyf, dxf = x.reshape(-1), t.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+    for i in range(xf.size):
+        v, th = xf[i], tf[i]
+        du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_K * v * v)
+        dxf[i] = dyf[i] * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * du)
+    return dx
+
+
+def gelu_tanh_bwd_numpy(x, t, dy):
+    du = x * x
+    du *= 3.0 * _GELU_K
+    du += 1.0
+    du *= _SQRT_2_OVER_PI * 0.5
+    du *= x                                            # 0.5 x du/dx
+    dx = t * t
+    np.subtract(1.0, dx, out=dx)
+    dx *= du
+    dx += 0.5
+    dx += 0.5 * t
+    dx *= dy
+    return dx
+
+
+# GELU, exact (timm): y = x Phi(x),  Phi(x) = 0.5 (1 + erf(x / sqrt 2)),  dy/dx = Phi(x) + x phi(x)
+# The forward returns Phi(x) for the backward, which then needs only phi (one SIMD exp).
+
+@njit(cache=True, parallel=True)   # the one kernel where 2 threads pay: erf is ~40 flops
+def _phi_cdf(x):
+    c = np.empty_like(x)
+    xf, cf = x.reshape(-1), c.reshape(-1)
+    for i in prange(xf.size):
+        cf[i] = 0.5 * (1.0 + math.erf(xf[i] * _INV_SQRT_2))
+    return c
+
+
+def gelu_erf_fwd_numba(x):
+    """x -> y, Phi(x)."""
+    cdf = _phi_cdf(x)
+    return x * cdf, cdf
+
+
+def gelu_erf_fwd_numpy(x):
+    from scipy.special import erf
+    cdf = erf(x * _INV_SQRT_2)
+    cdf += 1.0
+    cdf *= 0.5
+    return x * cdf, cdf
+
+
+@njit(cache=True, error_model="numpy")
+def _gelu_erf_combine(x, cdf, e, dy):
+    dx = np.empty_like(x)
+    xf, cf, ef, dyf, dxf = x.reshape(-1), cdf.reshape(-1), e.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+    c = 1.0 / math.sqrt(2.0 * math.pi)
+    for i in range(xf.size):
+        dxf[i] = dyf[i] * (cf[i] + xf[i] * c * ef[i])
+    return dx
+
+
+def gelu_erf_bwd_numba(x, cdf, dy):
+    e = x * x
+    e *= -0.5
+    np.exp(e, out=e)                                   # SIMD exp; phi = e / sqrt(2 pi)
+    return _gelu_erf_combine(x, cdf, e, dy)
+
+
+def gelu_erf_bwd_numpy(x, cdf, dy):
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    pdf *= x
+    pdf += cdf
+    pdf *= dy
+    return pdf
+
+
+# --------------------------------------------------------------------------------------------
+# Attention softmax over keys, in place: p = softmax(scale * s) with keys j > t masked when causal.
+# Rows are (B*NH*T) query rows of T keys; row r is query position t = r % T.
+
+@njit(cache=True)
+def softmax_fwd_numba(s, scale, causal):
+    """s (R, T) raw scores q.k, overwritten with probabilities; returns s."""
+    R, T = s.shape
+    for r in range(R):
+        n = r % T + 1 if causal else T                 # number of visible keys
+        mx = -np.inf
+        for j in range(n):
+            mx = max(mx, s[r, j] * scale)
+        tot = 0.0
+        for j in range(n):
+            e = math.exp(s[r, j] * scale - mx)
+            s[r, j] = e
+            tot += e
+        inv = 1.0 / tot
+        for j in range(n):
+            s[r, j] *= inv
+        for j in range(n, T):
+            s[r, j] = 0.0
+    return s
+
+
+def softmax_fwd_numpy(s, scale, causal):
+    R, T = s.shape
+    s *= scale
+    if causal:
+        s3 = s.reshape(-1, T, T)                       # (B*NH, T, T)
+        s3 += _causal_bias(T, s.dtype)
+    s -= s.max(axis=1, keepdims=True)
+    np.exp(s, out=s)                                   # exp(-inf) = 0 on the masked keys
+    s /= s.sum(axis=1, keepdims=True)
+    return s
+
+
+_CAUSAL_CACHE = {}
+
+
+def _causal_bias(T, dtype):
+    """(T, T) additive mask: 0 on and below the diagonal, -inf above (future keys)."""
+    key = (T, np.dtype(dtype))
+    if key not in _CAUSAL_CACHE:
+        _CAUSAL_CACHE[key] = np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)
+    return _CAUSAL_CACHE[key]
+
+
+@njit(cache=True)
+def softmax_bwd_numba(p, dp, scale):
+    """p, dp (R, T) -> ds (R, T), written into dp.
+
+    forward: p = softmax(scale * s)  =>  ds = scale * p * (dp - sum_j(dp * p))
+    Masked keys have p = 0, so they get ds = 0 with no mask needed.
+    """
+    R, T = p.shape
+    for r in range(R):
+        dot = 0.0
+        for j in range(T):
+            dot += dp[r, j] * p[r, j]
+        for j in range(T):
+            dp[r, j] = scale * p[r, j] * (dp[r, j] - dot)
+    return dp
+
+
+def softmax_bwd_numpy(p, dp, scale):
+    dot = (dp * p).sum(axis=1, keepdims=True)
+    dp -= dot
+    dp *= p
+    dp *= scale
+    return dp
+
+
+# --------------------------------------------------------------------------------------------
+# Softmax cross-entropy, forward and backward fused: the loss needs the probabilities anyway.
+
+@njit(cache=True)
+def xent_numba(logits, y):
+    """logits (R, V), y (R,) int -> mean loss (float), dlogits (R, V) = (softmax - onehot) / R."""
+    R, V = logits.shape
+    dlogits = np.empty_like(logits)
+    losses = np.empty(R)
+    for r in range(R):
+        mx = -np.inf
+        for j in range(V):
+            mx = max(mx, logits[r, j])
+        tot = 0.0
+        for j in range(V):
+            e = math.exp(logits[r, j] - mx)
+            dlogits[r, j] = e
+            tot += e
+        losses[r] = math.log(tot) + mx - logits[r, y[r]]
+        inv = 1.0 / (tot * R)
+        for j in range(V):
+            dlogits[r, j] *= inv
+        dlogits[r, y[r]] -= 1.0 / R
+    return losses.sum() / R, dlogits
+
+
+def xent_numpy(logits, y):
+    R, V = logits.shape
+    rows = np.arange(R)
+    z = logits - logits.max(axis=1, keepdims=True)
+    z_y = z[rows, y].astype(np.float64)
+    np.exp(z, out=z)
+    tot = z.sum(axis=1, dtype=np.float64)
+    loss = float(np.mean(np.log(tot) - z_y))       # -log softmax_y = log sum exp z - z_y
+    z /= (tot[:, None] * R).astype(z.dtype)
+    z[rows, y] -= 1.0 / R
+    return loss, z
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding backward: scatter-add rows of dout into the table (np.add.at is a slow path).
+
+@njit(cache=True)
+def embedding_bwd_numba(idx, dout, V):
+    """idx (R,) int, dout (R, C) -> dW (V, C)."""
+    R, C = dout.shape
+    dW = np.zeros((V, C), dtype=dout.dtype)
+    for r in range(R):
+        row = idx[r]
+        for j in range(C):
+            dW[row, j] += dout[r, j]
+    return dW
+
+
+def embedding_bwd_numpy(idx, dout, V):
+    dW = np.zeros((V, dout.shape[1]), dtype=dout.dtype)
+    np.add.at(dW, idx, dout)
+    return dW
+
+
+# --------------------------------------------------------------------------------------------
+# The fast path. Chosen by measurement (README, "Speed"); NumPy everywhere without the JIT.
+
+_NUMBA_WINS = ("layernorm_bwd", "softmax_bwd", "embedding_bwd",
+               "gelu_tanh_fwd", "gelu_tanh_bwd", "gelu_erf_fwd", "gelu_erf_bwd")
+_NUMPY_WINS = ("layernorm_fwd", "softmax_fwd", "xent")
+
+KERNELS = _NUMBA_WINS + _NUMPY_WINS
+
+
+def use(name, impl):
+    """Point the fast-path name `name` at its "numba" or "numpy" version (benchmarks use this)."""
+    globals()[name] = globals()[f"{name}_{impl}"]
+
+
+for _name in KERNELS:
+    use(_name, "numpy" if numba.config.DISABLE_JIT or _name in _NUMPY_WINS else "numba")

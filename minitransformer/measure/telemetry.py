@@ -1,0 +1,276 @@
+"""Training telemetry: what each update did to every tensor, and what the activations look like.
+
+train.run calls it every log_interval steps (--telemetry, on by default), around the update:
+
+    trace = {}                                                # the step's own forward fills it
+    loss, grads = model.loss_and_grads(x, y, trace=trace)
+    grad_norm = clip_grad_norm(grads, cfg.grad_clip)          # global norm BEFORE clipping
+    before = telemetry.copy_params(model.params)              # only on logged steps
+    opt.step(model.params, grads, lr)
+    rec = telemetry.step_record(step, lr, grad_norm, cfg.grad_clip, before, model, grads, opt, x,
+                                trace=trace)
+    telemetry.append_jsonl(run_dir / "telemetry.jsonl", rec)
+
+One record (one line of telemetry.jsonl; every number a plain float, null where undefined):
+
+    {"step": 120, "lr": 0.00098, "grad_norm": 0.83, "clipped": false, "grad_clip": 1.0,
+     "embed_rms": 0.031,
+     "tensors": {"h.0.attn.c_attn.weight": {"grad_norm": ..., "weight_norm": ...,
+                                             "update_norm": ..., "update_ratio": ...,
+                                             "adam_step_mean": ..., "adam_step_max": ...}, ...},
+     "layers": [{"resid_rms": ..., "attn_entropy": ..., "attn_entropy_uniform": ...,
+                 "max_attn_logit": ...}, ...]}                       # one entry per block
+
+Per tensor (Kosson et al. 2024 for the update ratio):
+    grad_norm      ‖g‖ of this tensor's gradient BEFORE global clipping. The loop clips in place
+                   before the step, so it is recovered from the clipped gradient as ‖g_clipped‖/coef
+                   with coef = grad_clip/(grad_norm + 1e-6), clip_grad_norm's own factor.
+    weight_norm    ‖W‖ after the update (Frobenius).
+    update_norm    ‖ΔW‖ = ‖W_after − W_before‖: everything the step did, weight decay included.
+    update_ratio   ‖ΔW‖/‖W_before‖ (null when W_before = 0, e.g. ReZero gates and muP's W_q at
+                   step 0). Healthy: about 1e-3 per step for weight matrices; early steps far above
+                   that are what warmup prevents.
+    adam_step_*    AdamW's normalized step u = lr_eff·m̂/(√v̂ + ε) (m̂, v̂ bias-corrected with the
+                   step count t after this update, lr_eff = lr × the tensor's LR multiplier):
+                   mean |u| and max |u|. Adam's step is about lr_eff per element whatever the
+                   gradient's size, which is why tiny initial weights see huge relative updates.
+                   Absent for SGD.
+Per block i, from the forward of this step (the parameters before the update) on its batch x;
+without a trace, from one extra traced forward of the current parameters:
+    resid_rms       √mean(h_i²) of the residual stream after block i (h.{i}.out / blocks.{i}.out)
+    attn_entropy    −Σ_j p_ij ln p_ij, in nats, averaged over batch, heads and query rows
+    attn_entropy_uniform   the same for uniform attention (ln of the number of visible keys,
+                    averaged over rows): the ceiling; entropy collapse is attn_entropy → 0
+    max_attn_logit  the largest (scaled) attention score of the block; logit growth precedes
+                    entropy collapse
+embed_rms is the RMS of the embedding output (embed.out).
+
+Cost: with the step's own trace a record needs no extra forward; train.run measures it and
+writes telemetry_ms_per_record and telemetry_overhead (record time / step time, summed over the
+run) into summary.json. README's "Inspection" section states the numbers.
+
+For a run trained without telemetry, record_run(run_dir) replays it: training is deterministic
+(the batches come from their own stream, evaluation from another), so re-running the updates
+from the initial weights reproduces the run bit for bit while recording telemetry.jsonl (and,
+with sharpness_every, sharpness.jsonl). It checks the result against the run's checkpoint.
+"""
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from ..errors import ConfigError
+
+
+def copy_params(params):
+    """A copy of every parameter: the 'before' of an update (about 3 MB for the nanoGPT config)."""
+    return {name: p.copy() for name, p in params.items()}
+
+
+def _norm(a):
+    a = a.reshape(-1)
+    return math.sqrt(float(np.dot(a, a)))
+
+
+def _clip_coef(grad_norm, grad_clip):
+    """clip_grad_norm's factor (1 when it did not clip)."""
+    if not grad_clip or grad_clip <= 0 or not math.isfinite(grad_norm):
+        return 1.0
+    coef = grad_clip / (grad_norm + 1e-6)
+    return coef if coef < 1.0 else 1.0
+
+
+def adam_steps(opt, name, lr):
+    """|u| = lr_eff·|m̂|/(√v̂ + ε) of the last AdamW update of tensor `name` (flat float array),
+    or None when opt is not an AdamW that has stepped."""
+    if not hasattr(opt, "m") or not hasattr(opt, "v") or opt.t < 1:
+        return None
+    t = float(opt.t)
+    m, v = opt.m[name], opt.v[name]
+    lr_eff = lr * opt.lr_mult[name]
+    mhat = m / (1.0 - opt.beta1 ** t)
+    vhat = v / (1.0 - opt.beta2 ** t)
+    return lr_eff * np.abs(mhat) / (np.sqrt(vhat) + opt.eps)
+
+
+def tensor_stats(params_before, params_after, grads, opt=None, lr=None, clip_coef=1.0):
+    """{name: {grad_norm, weight_norm, update_norm, update_ratio[, adam_step_mean, adam_step_max]}}.
+    grads are the gradients the optimizer used; clip_coef the factor clipping multiplied them by
+    (grad_norm is reported before clipping: ‖g‖/clip_coef)."""
+    out = {}
+    for name, w in params_after.items():
+        w0 = params_before[name]
+        w_norm0 = _norm(w0)
+        d_norm = _norm(w.astype(np.float64) - w0)
+        s = {"grad_norm": _norm(grads[name]) / clip_coef,
+             "weight_norm": _norm(w),
+             "update_norm": d_norm,
+             "update_ratio": d_norm / w_norm0 if w_norm0 > 0 else None}
+        if opt is not None and lr is not None:
+            u = adam_steps(opt, name, lr)
+            if u is not None:
+                s["adam_step_mean"] = float(u.mean())
+                s["adam_step_max"] = float(u.max())
+        out[name] = s
+    return out
+
+
+def _prefix(trace):
+    return "h." if any(k.startswith("h.") for k in trace) else "blocks."
+
+
+def attention_entropy(probs):
+    """Mean over (B, NH, rows) of −Σ_j p ln p, in nats (0·ln 0 = 0). probs (B, NH, T, T)."""
+    p = probs.astype(np.float64, copy=False)
+    plogp = p * np.log(np.where(p > 0, p, 1.0))        # (B, NH, T, T), 0 where p = 0
+    return float(-plogp.sum(axis=-1).mean())
+
+
+def uniform_entropy(scores):
+    """The entropy of uniform attention over the keys each row may see: mean of ln(#finite)."""
+    visible = np.isfinite(scores[0, 0]).sum(axis=-1)   # (T,) keys per query row
+    return float(np.mean(np.log(visible)))
+
+
+def activation_stats(model, x, trace=None):
+    """Per block: resid_rms, attn_entropy, attn_entropy_uniform, max_attn_logit (see the module
+    docstring), from one traced forward of model on x (or from `trace`, the intermediates the
+    training step's own forward collected: then no extra forward); and embed_rms.
+    Returns (embed_rms, list)."""
+    if trace is None:
+        _, trace = model.forward(x, trace=True)
+    pre = _prefix(trace)
+    layers = []
+    for i in range(model.cfg.n_layer):
+        out = trace[f"{pre}{i}.out"]
+        scores = trace[f"{pre}{i}.attn.scores"]
+        layers.append({
+            "resid_rms": math.sqrt(float(np.mean(np.square(out, dtype=np.float64)))),
+            "attn_entropy": attention_entropy(trace[f"{pre}{i}.attn.probs"]),
+            "attn_entropy_uniform": uniform_entropy(scores),
+            "max_attn_logit": float(scores.max()),     # masked entries are -inf, never the max
+        })
+    embed_rms = math.sqrt(float(np.mean(np.square(trace["embed.out"], dtype=np.float64))))
+    return embed_rms, layers
+
+
+def step_record(step, lr, grad_norm, grad_clip, params_before, model, grads, opt, x,
+                activations=True, trace=None):
+    """The telemetry.jsonl record of one update (see the module docstring). Call it right after
+    opt.step(model.params, grads, lr); grad_norm is what clip_grad_norm returned, grad_clip the
+    max norm it was given (0 = off), x the batch of this step."""
+    coef = _clip_coef(grad_norm, grad_clip)
+    rec = {"step": int(step), "lr": float(lr), "grad_norm": _finite(grad_norm),
+           "clipped": bool(coef < 1.0), "grad_clip": float(grad_clip or 0.0)}
+    if activations:
+        rec["embed_rms"], rec["layers"] = activation_stats(model, x, trace)
+    rec["tensors"] = tensor_stats(params_before, model.params, grads, opt, lr, coef)
+    return _json_safe(rec)
+
+
+def _finite(v):
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _json_safe(obj):
+    """Non-finite floats -> None, so the record is strict JSON (as metrics.jsonl)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj
+
+
+def append_jsonl(path, record):
+    """Append one record as a line of strict JSON (non-finite numbers become null)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
+
+
+def read_jsonl(path):
+    """Every complete record of a .jsonl file (a half-written last line is skipped)."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return out
+
+
+def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, activations=True,
+               sharpness_method="lanczos", progress=None):
+    """Replay the run in run_dir from its initial weights, writing telemetry.jsonl every `every`
+    steps (and sharpness.jsonl every `sharpness_every` steps, 0 = never, on one batch drawn from
+    default_rng(sharpness_batch_seed)). The replay repeats train.run's updates exactly (same
+    batches, clipping, learning rates) without its evaluations, which draw from their own
+    stream; the parameters at the checkpoint's step must come out bit-identical, or a
+    ValueError says the replay does not match. Returns a summary with the measured cost."""
+    from ..analysis.snapshot import load_snapshot
+    from ..engine.optim import clip_grad_norm
+    from ..training import loop as _train
+    from .sharpness import sharpness_record
+    if isinstance(every, bool) or int(every) != every or every < 1:
+        raise ConfigError(f"every must be a positive integer, got {every!r}")
+    run_dir = Path(run_dir)
+    snap = load_snapshot(run_dir)
+    cfg = snap.cfg
+    summary = _train.read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() \
+        else {}
+    end = summary.get("diverged_step", snap.step) if summary.get("status") == "diverged" \
+        else snap.step                                 # updates made: steps 0 .. end-1
+    model = snap.init_model()
+    params = model.params
+    opt = _train.make_optimizer(cfg, model.cfg, params)
+    streams = _train.make_streams(cfg.seed)
+    data = snap.data()
+    sx, sy = snap.batch(seed=sharpness_batch_seed)
+    tel_path, sh_path = run_dir / "telemetry.jsonl", run_dir / "sharpness.jsonl"
+    tel_path.write_text("")
+    if sharpness_every:
+        sh_path.write_text("")
+    t_step, t_tel, checked = [], [], False
+    for step in range(end):
+        t0 = time.perf_counter()
+        x, y = _train.get_batch(cfg, data, "train", streams["data"])
+        logged = step % every == 0
+        trace = {} if logged and activations else None
+        loss, grads = model.loss_and_grads(x, y, trace=trace)
+        grad_norm = clip_grad_norm(grads, cfg.grad_clip)   # what train.run does, in its order
+        lr = cfg.lr_at(step)
+        t1 = time.perf_counter()
+        before = copy_params(params) if logged else None
+        t2 = time.perf_counter()
+        opt.step(params, grads, lr)
+        t3 = time.perf_counter()
+        if logged:
+            rec = step_record(step, lr, grad_norm, cfg.grad_clip, before, model, grads, opt, x,
+                              activations, trace)
+            rec["loss"] = float(loss)
+            append_jsonl(tel_path, rec)
+            t_tel.append((time.perf_counter() - t3) + (t2 - t1))
+        t_step.append((t1 - t0) + (t3 - t2))
+        if sharpness_every and step % sharpness_every == 0:
+            append_jsonl(sh_path, _json_safe(sharpness_record(
+                model, sx, sy, step, lr, opt, method=sharpness_method)))
+        if step + 1 == snap.step:                      # the checkpoint's parameters
+            bad = [n for n, p in params.items() if not np.array_equal(p, snap.model.params[n])]
+            if bad:
+                raise ConfigError(f"the replay of {run_dir} does not reproduce its checkpoint "
+                                 f"({len(bad)} tensors differ, e.g. {bad[0]}): was it trained "
+                                 f"by another version of the training loop?")
+            checked = True
+        if progress and step % 50 == 0:
+            progress(f"replay step {step}/{end}")
+    ms_step = 1e3 * float(np.median(t_step)) if t_step else None
+    ms_tel = 1e3 * float(np.median(t_tel)) if t_tel else None
+    return {"run": str(run_dir), "steps": len(t_step), "records": len(t_tel), "every": every,
+            "checked_against_checkpoint": checked,
+            "telemetry": str(tel_path), "sharpness": str(sh_path) if sharpness_every else None,
+            "ms_per_step": ms_step, "ms_per_record": ms_tel,
+            "overhead": (ms_tel / every / ms_step) if ms_step and ms_tel else None}

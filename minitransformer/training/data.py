@@ -1,0 +1,263 @@
+"""Data: character-level text, MNIST (gzip IDX) and UCI digits (gzip CSV), and batch samplers.
+
+Shapes: B batch, T tokens (block_size), V vocab, N examples, H/W image height/width, Cin channels.
+
+- Text (GPT): the vocabulary is the sorted set of characters of the whole file; the first 90% of
+  the characters are the training split and the last 10% the validation split (as nanoGPT's
+  shakespeare_char). Batches are random windows: y is x shifted left by one token.
+- Images (ViT): channels-last float32 in [0, 1], (N, H, W, Cin). Both image sets are split by a
+  fixed permutation, ``np.random.default_rng(SPLIT_SEED).permutation(N)`` with SPLIT_SEED = 0: the
+  last ceil(N/5) indices of it are validation, the rest training (MNIST's 10,000 test images ->
+  8,000 / 2,000; digits' 1,797 -> 1,437 / 360). The split never depends on --seed.
+
+Every random draw takes an explicit np.random.Generator; nothing here touches global seeding.
+Every problem with a file raises DataError with one sentence naming the file, so the CLI can print
+it as one line.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+import gzip
+import math
+import struct
+import zlib
+
+import numpy as np
+from ..errors import DataError
+
+
+SPLIT_SEED = 0           # fixed seed of the image train/validation permutation (not --seed)
+TRAIN_FRACTION = 0.9     # text: first 90% of characters train, last 10% validation (nanoGPT)
+DEFAULT_TEXT = "tinyshakespeare.txt"
+IMAGE_DATA = ("mnist", "digits")
+
+
+def _check_file(path):
+    """Path of an existing regular file, else DataError (missing, or a directory)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a data file")
+    return path
+
+
+def _read_bytes(path, opener=open):
+    """All bytes of a (possibly gzip) file; unreadable or corrupt gzip -> DataError."""
+    path = _check_file(path)
+    try:
+        with opener(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as e:   # BadGzipFile is an OSError; truncated -> EOF
+        raise DataError(f"cannot read {path}: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Character-level text (GPT)
+
+@dataclass(frozen=True, eq=False)   # eq on arrays is ambiguous
+class TextDataset:
+    """A character-level corpus: vocabulary and the two splits as token ids.
+
+    vocab: str of the V distinct characters, sorted, so ``vocab[i]`` is the character of id i (itos)
+    stoi:  dict character -> id
+    train: int64 (0.9 * n,) ids of the first 90% of the characters
+    val:   int64 (n - len(train),) ids of the last 10%
+    """
+    vocab: str
+    stoi: dict
+    train: np.ndarray
+    val: np.ndarray
+
+    @property
+    def itos(self):
+        return self.vocab
+
+    @property
+    def vocab_size(self):
+        return len(self.vocab)
+
+    def encode(self, text):
+        """str -> int64 (len(text),) ids; a character outside the vocabulary -> DataError."""
+        try:
+            return np.array([self.stoi[ch] for ch in text], dtype=np.int64)
+        except KeyError as e:
+            raise DataError(f"character {e.args[0]!r} is not in the vocabulary") from None
+
+    def decode(self, ids):
+        """ids (any int sequence or array) -> str."""
+        return "".join(self.vocab[i] for i in np.asarray(ids).ravel())
+
+    def check_block(self, block_size):
+        """DataError unless both splits hold at least one window of block_size + 1 characters."""
+        need = block_size + 1    # x is block_size tokens, y the same window one further
+        for name, ids in (("validation", self.val), ("training", self.train)):
+            if len(ids) < need:
+                raise DataError(f"text too short: {name} split has {len(ids)} characters, "
+                                f"need at least block_size+1 = {need}")
+
+
+CharDataset = TextDataset   # the name nanoGPT-style code looks for
+
+
+def load_text(path):
+    """Read a UTF-8 text file into a TextDataset (vocabulary of the whole file, 90/10 split).
+
+    DataError for: a missing file, a directory, an empty file, a binary file (any NUL byte), or
+    bytes that are not UTF-8 (the message gives the byte offset of the first bad byte).
+    """
+    path = Path(path)
+    raw = _read_bytes(path)
+    if len(raw) == 0:
+        raise DataError(f"{path} is empty")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise DataError(f"{path} looks like a binary file (NUL byte at offset {nul}), not text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not valid UTF-8: byte 0x{raw[e.start]:02x} at offset "
+                        f"{e.start}") from None
+
+    # One uint32 code point per character; sorting code points sorts characters as Python does.
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)   # (n,)
+    uniq = np.unique(codes)                                             # (V,) sorted
+    ids = np.searchsorted(uniq, codes).astype(np.int64)                 # (n,) code -> id
+    vocab = "".join(map(chr, uniq))
+    n_train = int(len(ids) * TRAIN_FRACTION)
+    return TextDataset(vocab=vocab, stoi={ch: i for i, ch in enumerate(vocab)},
+                       train=ids[:n_train], val=ids[n_train:])
+
+
+def get_text_batch(split_ids, batch_size, block_size, rng):
+    """nanoGPT's sampler: B random windows of the split, targets shifted by one.
+
+    offsets i_b ~ U{0, ..., n - T - 1} (rng.integers), x[b] = ids[i_b : i_b+T],
+    y[b] = ids[i_b+1 : i_b+T+1]. Returns x, y int64 (B, T).
+    """
+    n = len(split_ids)
+    if n < block_size + 1:
+        raise DataError(f"text too short: split has {n} characters, need at least "
+                        f"block_size+1 = {block_size + 1}")
+    offsets = rng.integers(0, n - block_size, size=batch_size)          # (B,)
+    window = offsets[:, None] + np.arange(block_size + 1)               # (B, T+1)
+    chunk = np.asarray(split_ids, dtype=np.int64)[window]               # (B, T+1)
+    return np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Images (ViT)
+
+class ImageDataset(NamedTuple):
+    """Image classification data, channels last: x float32 (N, H, W, Cin) in [0, 1], y int64 (N,)"""
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    image_size: int      # H = W
+    in_channels: int     # Cin
+    n_classes: int       # K
+
+
+def _fixed_split(x, y, image_size, in_channels, n_classes):
+    """Split with the fixed permutation of SPLIT_SEED: last ceil(N/5) indices are validation."""
+    n = len(x)
+    perm = np.random.default_rng(SPLIT_SEED).permutation(n)
+    n_val = math.ceil(n / 5)
+    tr, va = perm[:n - n_val], perm[n - n_val:]
+    return ImageDataset(x[tr], y[tr], x[va], y[va], image_size, in_channels, n_classes)
+
+
+def _read_idx_ubyte(path, magic):
+    """One gzip IDX file of unsigned bytes -> uint8 array of the shape in its header.
+
+    IDX header (big-endian): uint32 magic = 0x0000_08_D (0x08 = ubyte, D = number of dims),
+    then D uint32 sizes; then prod(sizes) bytes. MNIST images: 2051 (D=3), labels: 2049 (D=1).
+    """
+    raw = _read_bytes(path, gzip.open)
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated: {len(raw)} bytes, shorter than its header")
+    found = struct.unpack(">I", raw[:4])[0]
+    if found != magic:
+        raise DataError(f"{path} has IDX magic number {found}, expected {magic}")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    if len(raw) != header + math.prod(dims):
+        raise DataError(f"{path} has {len(raw) - header} data bytes, but its header {dims} "
+                        f"says {math.prod(dims)}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def load_mnist(data_dir="data"):
+    """MNIST's 10,000 test images (the only MNIST data bundled) as an ImageDataset.
+
+    Reads data_dir/t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz; x = pixel / 255 as
+    float32 (N, 28, 28, 1), y int64 (N,). Split: np.random.default_rng(0).permutation(10000),
+    first 8,000 train, last 2,000 validation.
+    """
+    data_dir = Path(data_dir)
+    images_path = data_dir / "t10k-images-idx3-ubyte.gz"
+    labels_path = data_dir / "t10k-labels-idx1-ubyte.gz"
+    images = _read_idx_ubyte(images_path, 2051)      # (N, H, W) uint8
+    labels = _read_idx_ubyte(labels_path, 2049)      # (N,) uint8
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has "
+                        f"{len(labels)} labels")
+    if images.shape[1] != images.shape[2]:
+        raise DataError(f"{images_path} holds {images.shape[1]}x{images.shape[2]} images; "
+                        f"square images are needed")
+    if len(labels) and labels.max() > 9:
+        raise DataError(f"{labels_path} has label {labels.max()}, expected digits 0..9")
+    x = (images.astype(np.float32) / 255.0)[..., None]   # (N, H, W) -> (N, H, W, 1)
+    return _fixed_split(x, labels.astype(np.int64), images.shape[1], 1, 10)
+
+
+def load_digits(data_dir="data"):
+    """UCI optical digits (1,797 images of 8x8) from data_dir/digits.csv.gz as an ImageDataset.
+
+    Each CSV row: 64 pixel values 0..16 (row-major) then the label 0..9. x = pixel / 16 as float32
+    (N, 8, 8, 1), y int64 (N,). Split: np.random.default_rng(0).permutation(1797), first 1,437
+    train, last 360 validation.
+    """
+    path = _check_file(Path(data_dir) / "digits.csv.gz")
+    try:
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)   # (N, 65)
+    except (OSError, EOFError, zlib.error, ValueError) as e:
+        raise DataError(f"cannot read {path} as CSV of integers: {e}") from None
+    if table.shape[1] != 65 or len(table) == 0:
+        raise DataError(f"{path} has rows of {table.shape[1]} values, expected 64 pixels + label")
+    pixels, labels = table[:, :64], table[:, 64]
+    if pixels.min() < 0 or pixels.max() > 16 or labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"{path} has pixels outside 0..16 or labels outside 0..9")
+    x = (pixels.astype(np.float32) / 16.0).reshape(-1, 8, 8, 1)   # (N, 64) -> (N, 8, 8, 1)
+    return _fixed_split(x, labels, 8, 1, 10)
+
+
+def get_image_batch(images, labels, batch_size, rng):
+    """B examples drawn uniformly with replacement: idx = rng.integers(0, N, B).
+
+    Returns x float32 (B, H, W, Cin), y int64 (B,) (fresh arrays).
+    """
+    idx = rng.integers(0, len(images), size=batch_size)   # (B,)
+    return images[idx], labels[idx]
+
+
+def load_dataset(model, data=None, data_dir="data"):
+    """The data set a model trains on.
+
+    model "gpt": data is a text file path (default data_dir/tinyshakespeare.txt) -> TextDataset.
+    model "vit": data is "mnist" (default) or "digits" -> ImageDataset. Anything else: DataError.
+    """
+    if model == "gpt":
+        return load_text(data if data is not None else Path(data_dir) / DEFAULT_TEXT)
+    if model == "vit":
+        data = "mnist" if data is None else data
+        if data == "mnist":
+            return load_mnist(data_dir)
+        if data == "digits":
+            return load_digits(data_dir)
+        raise DataError(f"unknown image data set {data!r} for vit: choose one of "
+                        f"{', '.join(IMAGE_DATA)}")
+    raise DataError(f"unknown model {model!r}: choose gpt or vit")

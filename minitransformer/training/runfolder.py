@@ -1,0 +1,198 @@
+"""The run folder's files: atomic writes, JSON, checkpoints (plain arrays, no pickle) and the
+metrics.jsonl truncation that makes --resume bit-identical. DESIGN.md section 5 is the contract.
+
+    checkpoint.npz   params under their own names, opt.* optimizer state, "step",
+                     rng.<stream> generator states as JSON text, train.* scalars
+"""
+from pathlib import Path
+import datetime
+import json
+import math
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+from ..errors import CheckpointError, RunFolderError
+
+
+
+def _umask():
+    """The process's umask, read without changing it where Linux allows (/proc), else by the
+    classic set-and-restore at call time (never at import)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path, write):
+    """Call write(file) on a temporary file in path's folder, fsync it and rename it over path,
+    so a reader (or a process killed half-way) sees either the old file or the new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())                # mkstemp makes 0600; use the usual mode
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:                                        # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def write_json(path, obj):
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise RunFolderError(f"{path} is not valid JSON: {e}") from None
+
+
+def _rng_array(rng):
+    """A generator's state as a 0-d unicode array holding JSON (no pickle needed to load it)."""
+    return np.array(json.dumps(rng.bit_generator.state))
+
+
+def _set_rng(rng, arr, name, path):
+    try:
+        rng.bit_generator.state = json.loads(str(arr[()]))
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: RNG state {name} is unusable ({e})") from None
+
+
+def save_checkpoint(path, params, opt, step, streams, train_state):
+    """checkpoint.npz: params under their own names, opt.* optimizer state, step, rng.* states
+    (JSON strings) and train.* scalars (divergence reference, best val loss, elapsed seconds)."""
+    arrays = dict(params)
+    arrays.update(opt.state_dict())
+    arrays["step"] = np.array(step, dtype=np.int64)
+    for name, rng in streams.items():
+        arrays[f"rng.{name}"] = _rng_array(rng)
+    for name, value in train_state.items():
+        arrays[f"train.{name}"] = np.array(np.nan if value is None else value, dtype=np.float64)
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path):
+    """Every array of a checkpoint.npz as a dict, read with allow_pickle=False. A missing,
+    truncated, corrupt or pickle-holding file is a CheckpointError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:1] == b"\x80":                    # the first byte of a pickle (protocol >= 2)
+        raise CheckpointError(f"{path} is a pickle, not a checkpoint; refusing to load it")
+    if head != b"PK\x03\x04":                  # every .npz is a zip archive
+        raise CheckpointError(f"{path} is corrupt or not a checkpoint (not an .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise CheckpointError(f"{path} holds pickled objects; refusing to load it "
+                                  f"(checkpoints hold plain arrays only)") from None
+        raise CheckpointError(f"{path} is not a valid checkpoint: {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise CheckpointError(f"{path} is corrupt or not a checkpoint ({type(e).__name__}: "
+                              f"{e})") from None
+
+
+def restore_params(params, ckpt, path):
+    """Copy checkpoint arrays into the live params; every name and shape must match."""
+    missing = [n for n in params if n not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} lacks parameter(s) {', '.join(missing[:3])}"
+                              f"{' ...' if len(missing) > 3 else ''}")
+    for name, p in params.items():
+        if ckpt[name].shape != p.shape:
+            raise CheckpointError(f"{path}: {name} has shape {ckpt[name].shape}, the model "
+                                  f"needs {p.shape}")
+        p[...] = ckpt[name]
+
+
+def restore_checkpoint(path, params, opt, streams, state):
+    """Load everything a checkpoint holds into the live objects (params, optimizer, generators,
+    the train.* entries of `state`); returns its step. Anything missing or mis-shaped is a
+    CheckpointError naming the file."""
+    ckpt = load_checkpoint(path)
+    try:
+        restore_params(params, ckpt, path)
+        opt.load_state_dict(ckpt)
+        for name, rng in streams.items():
+            _set_rng(rng, ckpt[f"rng.{name}"], name, path)
+        for name in state:
+            v = float(ckpt[f"train.{name}"])
+            state[name] = None if math.isnan(v) else v
+        return int(ckpt["step"])
+    except KeyError as e:
+        raise CheckpointError(f"{path} lacks {e.args[0]}; it is not a training "
+                              f"checkpoint") from None
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} does not fit this run: {e}") from None
+
+
+def truncate_metrics(path, step):
+    """Keep the lines of metrics.jsonl for steps < step (those written before the checkpoint);
+    a process killed after the checkpoint may have left later or half-written lines."""
+    if not path.exists():
+        return
+    keep = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] >= step:
+                    break
+            except (ValueError, KeyError, TypeError):
+                break
+            keep.append(line if line.endswith("\n") else line + "\n")
+    text = "".join(keep)
+    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def default_out_dir(cfg, root="runs"):
+    """runs/<model>-<YYYYmmdd-HHMMSS>, with -2, -3, ... if that exists already."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{cfg.model}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def check_out_dir(out_dir):
+    """A folder a new run may use: absent or empty. A file, or a folder holding a run, is an
+    error (nothing gets overwritten)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"output path {out} is a file, not a folder; choose another --out")
+    if out.is_dir() and (out / "config.json").exists():
+        raise RunFolderError(f"{out} already holds a run; continue it with --resume {out} or "
+                              f"choose another --out")
+    return out
