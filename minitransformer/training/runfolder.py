@@ -63,12 +63,70 @@ def write_json(path, obj):
     _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def read_json(path):
+def _decode_line(raw, path, lineno):
+    """One line's bytes as text; bytes that are not UTF-8 are a RunFolderError naming the line."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RunFolderError(f"{path} line {lineno}: byte 0x{raw[e.start]:02x} at column "
+                             f"{e.start + 1} is not UTF-8 text (the file is damaged)") from None
+
+
+def _check_keys(record, keys, path, where):
+    """RunFolderError unless record is a JSON object holding every key of `keys`."""
+    if not isinstance(record, dict):
+        raise RunFolderError(f"{path}{where}: expected a JSON object, found "
+                             f"{type(record).__name__}")
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise RunFolderError(f"{path}{where}: key {missing[0]!r} is missing (expected "
+                             f"{', '.join(map(repr, keys))})")
+
+
+def read_json(path, keys=()):
+    """The JSON object in `path` (config.json, summary.json, ...). Every way the file can be
+    damaged is one RunFolderError naming the file and what was expected: missing, not UTF-8,
+    not JSON (with the line and column), not an object, or lacking one of `keys`."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunFolderError(f"{path} is missing (expected a JSON file)")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise RunFolderError(f"{path} line {line}: byte 0x{raw[e.start]:02x} is not UTF-8 "
+                             f"text (the file is damaged)") from None
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise RunFolderError(f"{path} is not valid JSON: {e}") from None
+        raise RunFolderError(f"{path} line {e.lineno} column {e.colno}: not valid JSON "
+                             f"({e.msg}); the file is damaged") from None
+    _check_keys(obj, keys, path, "")
+    return obj
+
+
+def read_jsonl(path, keys=()):
+    """Every record of a .jsonl file (metrics, telemetry, sharpness), each a JSON object with
+    `keys`. A last line without its newline is a write cut short by a killed process and is
+    left out; any other line that is not UTF-8 or not a JSON object with `keys` is a
+    RunFolderError naming the file and the line: a reader never skips history silently."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunFolderError(f"{path} is missing (expected a JSON-lines file)")
+    lines = path.read_bytes().split(b"\n")
+    lines.pop()                                     # after the last newline: "" or a cut write
+    out = []
+    for lineno, raw in enumerate(lines, start=1):
+        text = _decode_line(raw, path, lineno)
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RunFolderError(f"{path} line {lineno}: not valid JSON ({e.msg} at column "
+                                 f"{e.colno}); the file is damaged") from None
+        _check_keys(record, keys, path, f" line {lineno}")
+        out.append(record)
+    return out
 
 
 def _rng_array(rng):
