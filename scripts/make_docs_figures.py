@@ -34,7 +34,8 @@ from minitransformer.measure import telemetry
 from minitransformer.measure.coordcheck import coordcheck  # noqa: E402
 from minitransformer.measure.landscape import inspect_landscape  # noqa: E402
 from minitransformer.analysis.snapshot import load_snapshot  # noqa: E402
-from minitransformer.training.loop import TrainConfig, run  # noqa: E402
+from minitransformer.training.config import TrainConfig  # noqa: E402
+from minitransformer.training.loop import run  # noqa: E402
 
 GPT = dict(n_layer=2, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=400, lr=1e-2,
            min_lr=1e-4, eval_interval=50, eval_iters=10, checkpoint_interval=0)
@@ -67,36 +68,33 @@ def train_missing(root):
 def measure_overhead(steps=60, every=10):
     """The telemetry's cost on nanoGPT's CPU config (4 layers, 128 channels, block 64, batch 12,
     float32): median ms of a training step and of one record, over `steps` steps."""
-    from minitransformer.training.loop import (resolve_data, model_config, make_model, make_optimizer,
-                                       make_streams, get_batch)
-    from minitransformer.engine.optim import clip_grad_norm
+    from minitransformer.training.build import (resolve_data, model_config, make_model,
+                                                make_optimizer, make_streams, get_batch)
+    from minitransformer.training.step import train_step
     cfg = TrainConfig()
     data = resolve_data(cfg)
     mcfg, _ = model_config(cfg, data)
     model = make_model(cfg, mcfg)
     opt = make_optimizer(cfg, mcfg, model.params)
-    rng = make_streams(cfg.seed)["data"]
+    rng = make_streams(cfg.data_seed)["data"]
     t_step, t_rec, t_act = [], [], []
     for step in range(steps):
         t0 = time.perf_counter()
         x, y = get_batch(cfg, data, "train", rng)
-        _, grads = model.loss_and_grads(x, y)
-        gn = clip_grad_norm(grads, cfg.grad_clip)
+        res = train_step(model, opt, x, y, cfg.lr_at(step), cfg.grad_clip, keep_before=True)
         t1 = time.perf_counter()
-        before = telemetry.copy_params(model.params)
+        telemetry.copy_params(model.params)            # the cost of the copy train_step made
         t2 = time.perf_counter()
-        opt.step(model.params, grads, cfg.lr_at(step))
+        telemetry.step_record(step, res.lr, res.grad_norm, cfg.grad_clip, res.before, model,
+                              res.grads, opt, x)
         t3 = time.perf_counter()
-        telemetry.step_record(step, cfg.lr_at(step), gn, cfg.grad_clip, before, model, grads,
-                              opt, x)
+        telemetry.step_record(step, res.lr, res.grad_norm, cfg.grad_clip, res.before, model,
+                              res.grads, opt, x, activations=False)
         t4 = time.perf_counter()
-        telemetry.step_record(step, cfg.lr_at(step), gn, cfg.grad_clip, before, model, grads,
-                              opt, x, activations=False)
-        t5 = time.perf_counter()
         if step >= 5:                                  # skip compilation and warm-up
-            t_step.append((t1 - t0) + (t3 - t2))
-            t_rec.append((t2 - t1) + (t4 - t3))
-            t_act.append((t2 - t1) + (t5 - t4))
+            t_step.append((t1 - t0) - (t2 - t1))       # the step without telemetry's copy
+            t_rec.append((t2 - t1) + (t3 - t2))
+            t_act.append((t2 - t1) + (t4 - t3))
     ms = 1e3 * np.median(t_step)
     rec, rec_noact = 1e3 * np.median(t_rec), 1e3 * np.median(t_act)
     return {"ms_per_step": round(ms, 1), "ms_per_record": round(rec, 1),

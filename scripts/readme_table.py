@@ -42,9 +42,14 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("coordcheck.py", "activation size against width (muP's coordinate check)"),
     ]),
     ("training", "runs: settings, data, the loop, the run folder", [
+        ("config.py", "TrainConfig: every setting, its default and its check; the ViT defaults; the seeds"),
         ("data.py", "Tiny Shakespeare, MNIST, digits: loading, checks, batches"),
-        ("loop.py", "TrainConfig, the training loop, evaluation, resume, divergence, progress"),
-        ("runfolder.py", "the run folder's files: atomic writes, checkpoints without pickle, metrics truncation"),
+        ("build.py", "what a run is built from: data, model config, model, optimizer, random streams, batches"),
+        ("step.py", "the one training step (loss and gradients, clip, update) and the divergence rule"),
+        ("evaluate.py", "train and validation loss (and ViT accuracy) on the evaluation stream"),
+        ("progress.py", "the progress line on stderr: step, loss, lr, ms/iter, ETA"),
+        ("loop.py", "the training loop in parts: setup, step, evaluate, checkpoint, finish; resume"),
+        ("runfolder.py", "the run folder: its file names, config.json readers, atomic writes, checkpoints, truncation"),
         ("transfer.py", "--init-from: another run's weights as the starting point"),
     ]),
     ("analysis", "reads run folders to show them", [

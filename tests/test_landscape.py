@@ -8,7 +8,8 @@ import pytest
 from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer.measure import landscape as LS
 from minitransformer.analysis.snapshot import load_snapshot
-from minitransformer.training.loop import TrainConfig, run
+from minitransformer.training.config import TrainConfig
+from minitransformer.training.loop import run
 
 CFG = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
 

@@ -10,7 +10,8 @@ import matplotlib  # noqa: F401  (the test extra installs it: these tests never 
 from minitransformer.analysis import plots  # noqa: E402
 from minitransformer.cli import main  # noqa: E402
 from minitransformer.measure.telemetry import record_run  # noqa: E402
-from minitransformer.training.loop import TrainConfig, run  # noqa: E402
+from minitransformer.training.config import TrainConfig  # noqa: E402
+from minitransformer.training.loop import run  # noqa: E402
 
 GPT = dict(n_layer=2, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=12,
            warmup_iters=3, eval_interval=6, eval_iters=2, checkpoint_interval=0)

@@ -4,7 +4,8 @@ import pytest
 
 from minitransformer import GPTConfig, build_model
 from minitransformer.analysis.sample import generate, sample_run, start_ids
-from minitransformer.training.loop import TrainConfig, run
+from minitransformer.training.config import TrainConfig
+from minitransformer.training.loop import run
 
 VOCAB = "\n !abcdefghijklmnopqrstuvwxyz"
 

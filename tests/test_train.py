@@ -14,10 +14,14 @@ import numpy as np
 import pytest
 
 from minitransformer.errors import RunFolderError
-from minitransformer.training import loop as train
 from minitransformer.engine.config import ConfigError
-from minitransformer.training.loop import (TrainConfig, VIT_DEFAULTS, CheckpointError, load_checkpoint,
-                                   load_run, resume, run, save_checkpoint)
+from minitransformer.engine.optim import AdamW
+from minitransformer.errors import CheckpointError
+from minitransformer.training import build, step as train_step_module
+from minitransformer.training.config import TrainConfig, VIT_DEFAULTS
+from minitransformer.training.loop import resume, run
+from minitransformer.training.runfolder import load_checkpoint, load_run, save_checkpoint
+from minitransformer.training.step import diverged
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, max_iters=40,
@@ -110,8 +114,8 @@ def test_checkpoint_plain_arrays_only(full_run):
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     params = {"w": np.ones((2, 2), np.float32)}
-    opt = train.AdamW(params, lr=1e-3)
-    streams = train.make_streams(0)
+    opt = AdamW(params, lr=1e-3)
+    streams = build.make_streams(0)
     path = tmp_path / "checkpoint.npz"
     save_checkpoint(path, params, opt, 1, streams, {"elapsed_s": 0.0})
     before = path.read_bytes()
@@ -150,17 +154,17 @@ def test_resume_is_bit_identical(full_run, tmp_path, monkeypatch):
     metrics, same summary numbers as the uninterrupted run."""
     ref, ref_summary = full_run
     out = tmp_path / "interrupted"
-    calls, real_clip = [0], train.clip_grad_norm
+    calls, real_clip = [0], train_step_module.clip_grad_norm
 
     def interrupt_at_22(grads, max_norm):
         calls[0] += 1
         if calls[0] == 23:
             raise KeyboardInterrupt
         return real_clip(grads, max_norm)
-    monkeypatch.setattr(train, "clip_grad_norm", interrupt_at_22)
+    monkeypatch.setattr(train_step_module, "clip_grad_norm", interrupt_at_22)
     with pytest.raises(KeyboardInterrupt):
         run(tiny(), out, progress=False)
-    monkeypatch.setattr(train, "clip_grad_norm", real_clip)
+    monkeypatch.setattr(train_step_module, "clip_grad_norm", real_clip)
     assert int(load_checkpoint(out / "checkpoint.npz")["step"]) == 15
     assert read_metrics(out)[-1]["step"] == 21                # lines past the checkpoint exist
 
@@ -273,9 +277,9 @@ def test_divergence_stops_the_run(tmp_path):
 
 
 def test_divergence_rule():
-    assert train.diverged(float("nan"), 4.0) and train.diverged(float("inf"), 4.0)
-    assert train.diverged(12.5, 4.0) and not train.diverged(11.9, 4.0)   # 3 x initial
-    assert train.diverged(7.4, 2.3) and not train.diverged(7.2, 2.3)     # initial + 5
+    assert diverged(float("nan"), 4.0) and diverged(float("inf"), 4.0)
+    assert diverged(12.5, 4.0) and not diverged(11.9, 4.0)   # 3 x initial
+    assert diverged(7.4, 2.3) and not diverged(7.2, 2.3)     # initial + 5
 
 
 # ------------------------------------------------------------------------------ schedules
@@ -284,11 +288,11 @@ def test_divergence_rule():
 def test_schedule_reaches_the_optimizer(schedule, tmp_path, monkeypatch):
     used = []
 
-    class RecordingAdamW(train.AdamW):
+    class RecordingAdamW(AdamW):
         def step(self, params, grads, lr=None):
             used.append(lr)
             return super().step(params, grads, lr)
-    monkeypatch.setattr(train, "AdamW", RecordingAdamW)
+    monkeypatch.setattr(build, "AdamW", RecordingAdamW)
     cfg = tiny(schedule=schedule, max_iters=30, lr_decay_iters=25, eval_interval=0,
                eval_iters=1, log_interval=1)
     run(cfg, tmp_path / schedule, progress=False)
@@ -365,11 +369,11 @@ def test_telemetry_is_written_live_and_matches_a_direct_computation(full_run):
     assert [r["step"] for r in recs] == list(range(0, 40, 3))
     assert 0 < summary["telemetry_overhead"] < 1 and summary["telemetry_ms_per_record"] > 0
     cfg = tiny()
-    data = train.resolve_data(cfg)
-    mcfg, _ = train.model_config(cfg, data)
-    model = train.make_model(cfg, mcfg)
-    opt = train.make_optimizer(cfg, mcfg, model.params)
-    x, y = train.get_batch(cfg, data, "train", train.make_streams(cfg.seed)["data"])
+    data = build.resolve_data(cfg)
+    mcfg, _ = build.model_config(cfg, data)
+    model = build.make_model(cfg, mcfg)
+    opt = build.make_optimizer(cfg, mcfg, model.params)
+    x, y = build.get_batch(cfg, data, "train", build.make_streams(cfg.seed)["data"])
     _, trace = model.forward(x, trace=True)
     embed_rms, layers = telemetry.activation_stats(model, x)
     _, grads = model.loss_and_grads(x, y)
@@ -398,3 +402,38 @@ def test_sharpness_every_writes_its_own_file_without_moving_the_run(tmp_path, fu
     assert all(r["lambda_max"] > 0 and r["two_over_lr"] == pytest.approx(2 / r["lr"]) for r in recs)
     same_checkpoints(ref, out)
     assert (out / "metrics.jsonl").read_bytes() == (ref / "metrics.jsonl").read_bytes()
+
+
+# ------------------------------------------------------------------------------ seeds
+
+def test_init_seed_and_data_seed_default_to_seed_and_act_separately():
+    """init_seed decides the initial weights only, data_seed the batches only; both default to
+    seed and are recorded as used (so config.json and resume see the real values)."""
+    c = tiny(seed=5)
+    assert (c.init_seed, c.data_seed) == (5, 5)
+    assert TrainConfig.from_dict({k: v for k, v in c.to_dict().items()
+                                  if k not in ("init_seed", "data_seed")}) == c   # older runs
+    a, b = tiny(init_seed=1, data_seed=2), tiny(init_seed=1, data_seed=3)
+    data = build.resolve_data(a)
+    mcfg, _ = build.model_config(a, data)
+    wa, wb = build.make_model(a, mcfg).params, build.make_model(b, mcfg).params
+    assert all(np.array_equal(wa[n], wb[n]) for n in wa)                  # same weights
+    assert not np.array_equal(build.make_model(tiny(init_seed=2), mcfg).params["wte.weight"],
+                              wa["wte.weight"])
+    xa, _ = build.get_batch(a, data, "train", build.make_streams(a.data_seed)["data"])
+    xb, _ = build.get_batch(b, data, "train", build.make_streams(b.data_seed)["data"])
+    assert not np.array_equal(xa, xb)                                     # other batches
+
+
+def test_seeds_are_recorded_and_resumed(tmp_path):
+    from minitransformer.cli import main
+    out = tmp_path / "seeds"
+    args = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
+            "--batch-size", "8", "--max-iters", "4", "--eval-interval", "0", "--eval-iters", "1",
+            "--checkpoint-interval", "2", "--seed", "7", "--init-seed", "3", "--quiet"]
+    main(["train", *args, "--out", str(out)])
+    t = json.loads((out / "config.json").read_text())["train"]
+    assert (t["seed"], t["init_seed"], t["data_seed"]) == (7, 3, 7)
+    from minitransformer.training.runfolder import read_run_config
+    _, cfg, _ = read_run_config(out)                                       # what resume reads
+    assert (cfg.init_seed, cfg.data_seed) == (3, 7)

@@ -6,7 +6,8 @@ import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer.training.transfer import apply_init_from
-from minitransformer.training.loop import TrainConfig, run
+from minitransformer.training.config import TrainConfig
+from minitransformer.training.loop import run
 
 CFG = GPTConfig(vocab_size=5, block_size=8, n_layer=2, n_head=2, n_embd=16)
 

@@ -20,6 +20,7 @@ matrices (2 n^3 FLOPs each) through NumPy's BLAS with its default threads, measu
 after the timed iterations (the better of the two, so a burst of load from elsewhere does not
 lower it). On a shared machine every number here is noisy; compare ratios from one run.
 """
+import functools
 import os
 import platform
 import statistics
@@ -28,8 +29,9 @@ import time
 import numpy as np
 
 from .. import GPTConfig, build_model
-from ..engine.optim import AdamW, clip_grad_norm
+from ..engine.optim import AdamW
 from ..errors import ConfigError
+from ..training.step import train_step
 
 
 def gemm_peak(n=2048, repeats=7, dtype="float32"):
@@ -54,19 +56,14 @@ def model_flops(cfg, n_params_no_pos, batch_size):
 
 
 def ours_step_fn(cfg, batch_size, dtype="float32", seed=0):
-    """A function doing one training iteration of our GPT on a fixed random batch."""
+    """(step, model): step() does one training iteration of our GPT on a fixed random batch,
+    the training loop's own step function (training/step.py) with lr 1e-3 and clip 1.0."""
     model = build_model(cfg, init="gpt2", seed=seed, dtype=dtype)
     opt = AdamW(model.params, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, cfg.vocab_size, (batch_size, cfg.block_size))      # (B, T)
     y = rng.integers(0, cfg.vocab_size, (batch_size, cfg.block_size))      # (B, T)
-
-    def step():
-        loss, grads = model.loss_and_grads(x, y)
-        clip_grad_norm(grads, 1.0)
-        opt.step(model.params, grads, 1e-3)
-        return loss
-    return step, model
+    return functools.partial(train_step, model, opt, x, y, 1e-3, 1.0), model
 
 
 def time_iterations(step, iters, warmup):

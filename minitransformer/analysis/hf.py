@@ -16,16 +16,15 @@ and it never executes anything from the file. Reading checks every offset agains
 """
 import json
 import math
-import os
 from pathlib import Path
 import struct
-import tempfile
 
 import numpy as np
 
 from ..engine.config import GPTConfig
 from ..engine import gpt
 from ..errors import DataError, NotFound, RunFolderError
+from ..training.runfolder import atomic_write
 
 # --------------------------------------------------------------------------------------------
 # safetensors
@@ -100,27 +99,8 @@ def write_safetensors(path, tensors, metadata=None):
         header = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}, **header}
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-(8 + len(text)) % 8)
-    _atomic_write(Path(path), struct.pack("<Q", len(text)) + text + b"".join(chunks))
-
-
-def _atomic_write(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())                # mkstemp makes 0600; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, struct.pack("<Q", len(text)) + text + b"".join(chunks))
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,45 +227,32 @@ def import_gpt2(hf_dir, out_dir):
     parameters) from a Hugging Face GPT-2 folder. Returns (GPTConfig, params). The run has no
     vocabulary (GPT-2's BPE tokenizer is not part of this project): use it to inspect, or to
     fine-tune on token ids."""
-    from ..training.loop import TrainConfig
-    from ..training.runfolder import check_out_dir, write_json
+    from ..training.config import TrainConfig
+    from ..training.runfolder import check_out_dir, run_files, save_params, write_run_config
     cfg, params, hf = load_hf(hf_dir)
     out = check_out_dir(out_dir)
     train = TrainConfig(model="gpt", data=f"hf:{Path(hf_dir).resolve()}", n_layer=cfg.n_layer,
                         n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
                         init="gpt2")
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = dict(params, step=np.array(0, dtype=np.int64))
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".checkpoint.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **ckpt)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out / "checkpoint.npz")
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    write_json(out / "config.json", {
-        "train": train.to_dict(), "model": cfg.to_dict(), "vocab": None,
-        "n_params": int(sum(p.size for p in params.values())),
-        "imported_from": {"format": "huggingface-gpt2", "path": str(Path(hf_dir).resolve()),
-                          "config": hf}})
+    save_params(run_files(out).checkpoint, params, step=0)
+    write_run_config(out, train, cfg, None, int(sum(p.size for p in params.values())),
+                     imported_from={"format": "huggingface-gpt2",
+                                    "path": str(Path(hf_dir).resolve()), "config": hf})
     return cfg, params
 
 
 def export_gpt2(run_dir, out_dir):
     """Write a run's GPT as a Hugging Face GPT-2 folder (config.json + model.safetensors) that
     GPT2LMHeadModel.from_pretrained loads. Returns the Hugging Face config dict."""
-    from ..training.runfolder import load_checkpoint, read_json
+    from ..training.runfolder import load_checkpoint, read_saved_config, run_files
     run_dir, out = Path(run_dir), Path(out_dir)
-    if not (run_dir / "config.json").is_file():
-        raise NotFound(f"{run_dir} is not a run folder (it has no config.json)")
-    saved = read_json(run_dir / "config.json")
+    saved = read_saved_config(run_dir)
     if saved.get("train", {}).get("model", "gpt") != "gpt" or "vocab_size" not in saved.get("model", {}):
         raise DataError(f"{run_dir} is not a GPT run; only GPTs can be written as GPT-2")
     cfg = GPTConfig.from_dict(saved["model"])
     hf = hf_config(cfg)
-    ckpt = load_checkpoint(run_dir / "checkpoint.npz")
+    ckpt = load_checkpoint(run_files(run_dir).checkpoint)
     shapes = gpt.param_shapes(cfg)
     bad = [n for n, s in shapes.items() if n not in ckpt or ckpt[n].shape != s]
     if bad:
@@ -296,5 +263,5 @@ def export_gpt2(run_dir, out_dir):
         raise RunFolderError(f"{out} already holds a model.safetensors; choose another --out")
     write_safetensors(out / "model.safetensors", hf_tensors({n: ckpt[n] for n in shapes}),
                       metadata={"format": "pt"})
-    _atomic_write(out / "config.json", (json.dumps(hf, indent=2) + "\n").encode("utf-8"))
+    atomic_write(out / "config.json", (json.dumps(hf, indent=2) + "\n").encode("utf-8"))
     return hf

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..training.loop import load_run
+from ..training.runfolder import load_run
 from ..errors import ConfigError
 
 

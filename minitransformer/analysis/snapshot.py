@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..training import loop as _train
+from ..training.build import get_batch, make_model, make_optimizer, model_config, resolve_data
+from ..training.config import TrainConfig
+from ..training.runfolder import load_checkpoint, read_run_config, restore_params, run_files
 from ..errors import ConfigError, NotFound, RunFolderError
 
 
@@ -35,7 +37,7 @@ class Snapshot:
     def data(self):
         """The run's data set (loaded once)."""
         if self._data is None:
-            self._data = _train.resolve_data(self.cfg)
+            self._data = resolve_data(self.cfg)
         return self._data
 
     def batch(self, seed=0, batch_size=None, split="train"):
@@ -45,7 +47,7 @@ class Snapshot:
             if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
                 raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
             cfg = _replace_cfg(cfg, batch_size=int(batch_size))
-        return _train.get_batch(cfg, self.data(), split, np.random.default_rng(seed))
+        return get_batch(cfg, self.data(), split, np.random.default_rng(seed))
 
     def model_as(self, dtype):
         """A new model of the same class and config with copies of the parameters in dtype."""
@@ -56,10 +58,10 @@ class Snapshot:
         """The model as it was before the first update: rebuilt from config.json's init and seed
         (and its --init-from source, which must still exist)."""
         cfg = self.cfg
-        model = _train.make_model(cfg, self.model.cfg)
+        model = make_model(cfg, self.model.cfg)
         if cfg.init_from is not None:
             from ..training.transfer import apply_init_from
-            apply_init_from(model, cfg.init_from, init=cfg.init_name, seed=cfg.seed,
+            apply_init_from(model, cfg.init_from, init=cfg.init_name, seed=cfg.init_seed,
                             reinit_head=cfg.reinit_head, allow_partial=cfg.allow_partial,
                             vocab=self.vocab)
         if dtype is not None:
@@ -74,7 +76,7 @@ class Snapshot:
 
     def lr_mult(self):
         """{name: LR multiplier} of the run's optimizer (1 everywhere except under muP)."""
-        return _train.make_optimizer(self.cfg, self.model.cfg, self.model.params).lr_mult
+        return make_optimizer(self.cfg, self.model.cfg, self.model.params).lr_mult
 
     def adam_state(self):
         """(m, v, t) dicts of the checkpoint's AdamW state, or None (fresh model, or SGD)."""
@@ -102,23 +104,18 @@ def load_snapshot(path):
     if not path.exists():
         raise NotFound(f"no such run folder or checkpoint: {path}")
     if path.is_dir():
-        run_dir, ckpt_path = path, path / "checkpoint.npz"
-        if (run_dir / "config.json").is_file() and not ckpt_path.is_file():
+        run_dir, ckpt_path = path, run_files(path).checkpoint
+        if run_files(run_dir).config.is_file() and not ckpt_path.is_file():
             raise NotFound(f"{run_dir} has no checkpoint.npz yet")
     else:
         run_dir, ckpt_path = path.parent, path
-    if not (run_dir / "config.json").is_file():
+    if not run_files(run_dir).config.is_file():
         raise RunFolderError(f"{path} is not a run folder or a checkpoint next to its config.json "
-                         f"(the model's shape is read from config.json)")
-    saved = _train.read_json(run_dir / "config.json")
-    try:
-        cfg = _train.TrainConfig.from_dict(saved["train"])
-        mcfg = _train.config_from_dict(cfg.model, saved["model"])
-    except (KeyError, TypeError) as e:
-        raise RunFolderError(f"{run_dir}/config.json is incomplete or damaged ({e})") from None
-    model = _train.make_model(cfg, mcfg)
-    ckpt = _train.load_checkpoint(ckpt_path)
-    _train.restore_params(model.params, ckpt, ckpt_path)
+                             f"(the model's shape is read from config.json)")
+    saved, cfg, mcfg = read_run_config(run_dir)
+    model = make_model(cfg, mcfg)
+    ckpt = load_checkpoint(ckpt_path)
+    restore_params(model.params, ckpt, ckpt_path)
     step = int(ckpt["step"]) if "step" in ckpt else 0
     return Snapshot(cfg, model, ckpt, step, str(ckpt_path), run_dir, saved.get("vocab"))
 
@@ -127,10 +124,10 @@ def fresh_snapshot(model="gpt", init=None, seed=1337, **settings):
     """The model `python cli.py train --model MODEL --init INIT --seed SEED [settings]` starts
     from (step 0, no optimizer state). settings: any TrainConfig field (n_layer, norm, ...)."""
     settings = {k: v for k, v in dict(settings, init=init).items() if v is not None}
-    cfg = _train.TrainConfig.for_model(model=model, seed=seed, **settings)
-    data = _train.resolve_data(cfg)
-    mcfg, _ = _train.model_config(cfg, data)
-    m = _train.make_model(cfg, mcfg)
+    cfg = TrainConfig.for_model(model=model, seed=seed, **settings)
+    data = resolve_data(cfg)
+    mcfg, _ = model_config(cfg, data)
+    m = make_model(cfg, mcfg)
     vocab = data.vocab if cfg.model == "gpt" else None
     return Snapshot(cfg, m, {}, 0, f"fresh {cfg.model} init {cfg.init_name} seed {seed}", None,
                     vocab, data)

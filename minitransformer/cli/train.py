@@ -1,5 +1,6 @@
-"""`train`, `sample` and `bench`: click options mapped onto train.run, sample.sample_run and
-bench.run_bench. No logic here; the defaults and checks live in TrainConfig (train.py)."""
+"""`train`, `sample` and `bench`: click options mapped onto training.loop.run,
+analysis.sample.sample_run and analysis.bench.run_bench. No logic here; the defaults and checks
+live in TrainConfig (training/config.py)."""
 from dataclasses import fields
 import sys
 
@@ -7,7 +8,7 @@ import click
 from click.core import ParameterSource
 
 from ..engine.config import ConfigError
-from ..training.loop import TrainConfig, VIT_DEFAULTS
+from ..training.config import TrainConfig, VIT_DEFAULTS
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
@@ -33,7 +34,10 @@ def _opt(flag, field, type_, text):
 TRAIN_OPTIONS = [
     ("--model", "model", str, "gpt | vit."),
     ("--data", "data", str, "gpt: a UTF-8 text file; vit: mnist | digits."),
-    ("--seed", "seed", int, "Seed of every random stream."),
+    ("--seed", "seed", int, "Default of --init-seed and --data-seed."),
+    ("--init-seed", "init_seed", int, "Seed of the initial weights (none = --seed)."),
+    ("--data-seed", "data_seed", int, "Seed of the batches, evaluation and sampling "
+                                      "(none = --seed)."),
     ("--dtype", "dtype", str, "float32 | float64."),
     ("--init", "init", str, "Initialization scheme (gpt2 for gpt, vit for vit when unset)."),
     ("--init-scale", "init_scale", float, "Multiplies every weight matrix after the scheme."),

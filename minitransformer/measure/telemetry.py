@@ -212,52 +212,48 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
     stream; the parameters at the checkpoint's step must come out bit-identical, or a
     ValueError says the replay does not match. Returns a summary with the measured cost."""
     from ..analysis.snapshot import load_snapshot
-    from ..engine.optim import clip_grad_norm
-    from ..training import loop as _train
+    from ..training.build import get_batch, make_optimizer, make_streams
+    from ..training.runfolder import read_json, run_files
+    from ..training.step import train_step
     from .sharpness import sharpness_record
     if isinstance(every, bool) or int(every) != every or every < 1:
         raise ConfigError(f"every must be a positive integer, got {every!r}")
     run_dir = Path(run_dir)
     snap = load_snapshot(run_dir)
     cfg = snap.cfg
-    summary = _train.read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() \
-        else {}
+    files = run_files(run_dir)
+    summary = read_json(files.summary) if files.summary.is_file() else {}
     end = summary.get("diverged_step", snap.step) if summary.get("status") == "diverged" \
         else snap.step                                 # updates made: steps 0 .. end-1
     model = snap.init_model()
     params = model.params
-    opt = _train.make_optimizer(cfg, model.cfg, params)
-    streams = _train.make_streams(cfg.seed)
+    opt = make_optimizer(cfg, model.cfg, params)
+    streams = make_streams(cfg.data_seed)
     data = snap.data()
     sx, sy = snap.batch(seed=sharpness_batch_seed)
-    tel_path, sh_path = run_dir / "telemetry.jsonl", run_dir / "sharpness.jsonl"
+    tel_path, sh_path = files.telemetry, files.sharpness
     tel_path.write_text("")
     if sharpness_every:
         sh_path.write_text("")
     t_step, t_tel, checked = [], [], False
     for step in range(end):
         t0 = time.perf_counter()
-        x, y = _train.get_batch(cfg, data, "train", streams["data"])
+        x, y = get_batch(cfg, data, "train", streams["data"])
         logged = step % every == 0
         trace = {} if logged and activations else None
-        loss, grads = model.loss_and_grads(x, y, trace=trace)
-        grad_norm = clip_grad_norm(grads, cfg.grad_clip)   # what train.run does, in its order
-        lr = cfg.lr_at(step)
+        res = train_step(model, opt, x, y, cfg.lr_at(step), cfg.grad_clip, trace=trace,
+                         keep_before=logged)                 # what the training loop does
         t1 = time.perf_counter()
-        before = copy_params(params) if logged else None
-        t2 = time.perf_counter()
-        opt.step(params, grads, lr)
-        t3 = time.perf_counter()
         if logged:
-            rec = step_record(step, lr, grad_norm, cfg.grad_clip, before, model, grads, opt, x,
-                              activations, trace)
-            rec["loss"] = float(loss)
+            rec = step_record(step, res.lr, res.grad_norm, cfg.grad_clip, res.before, model,
+                              res.grads, opt, x, activations, trace)
+            rec["loss"] = res.loss
             append_jsonl(tel_path, rec)
-            t_tel.append((time.perf_counter() - t3) + (t2 - t1))
-        t_step.append((t1 - t0) + (t3 - t2))
+            t_tel.append(time.perf_counter() - t1)
+        t_step.append(t1 - t0)
         if sharpness_every and step % sharpness_every == 0:
             append_jsonl(sh_path, _json_safe(sharpness_record(
-                model, sx, sy, step, lr, opt, method=sharpness_method)))
+                model, sx, sy, step, res.lr, opt, method=sharpness_method)))
         if step + 1 == snap.step:                      # the checkpoint's parameters
             bad = [n for n, p in params.items() if not np.array_equal(p, snap.model.params[n])]
             if bad:

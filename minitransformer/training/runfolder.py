@@ -1,10 +1,20 @@
-"""The run folder's files: atomic writes, JSON, checkpoints (plain arrays, no pickle) and the
-metrics.jsonl truncation that makes --resume bit-identical. DESIGN.md section 5 is the contract.
+"""The run folder: the only module that knows its file names and reads its config.json. Atomic
+writes, JSON, checkpoints (plain arrays, no pickle) and the metrics.jsonl truncation that makes
+--resume bit-identical. docs/design.md's run-folder contract describes the files:
 
+    config.json      {"train": TrainConfig, "model": GPTConfig/ViTConfig, "vocab", "n_params", ...}
+    metrics.jsonl    one line per logged step: step, loss, lr (+ train/val loss at evaluations)
+    telemetry.jsonl  per-tensor and per-layer statistics (--telemetry), sharpness.jsonl (--sharpness-every)
+    summary.json     written once, when the run ends (completed or diverged)
     checkpoint.npz   params under their own names, opt.* optimizer state, "step",
                      rng.<stream> generator states as JSON text, train.* scalars
+
+    files = run_files("runs/demo")              # files.config, files.checkpoint, ...
+    saved, cfg, mcfg = read_run_config("runs/demo")
+    cfg, model, info = load_run("runs/demo")    # with the checkpoint's parameters
 """
 from pathlib import Path
+from typing import NamedTuple
 import datetime
 import json
 import math
@@ -13,8 +23,33 @@ import tempfile
 import zipfile
 
 import numpy as np
-from ..errors import CheckpointError, RunFolderError
 
+from ..errors import CheckpointError, NotFound, RunFolderError
+from .build import config_from_dict, make_model
+from .config import TrainConfig
+
+
+class RunFiles(NamedTuple):
+    """The paths of a run folder's files."""
+    dir: Path
+    config: Path
+    metrics: Path
+    telemetry: Path
+    sharpness: Path
+    summary: Path
+    checkpoint: Path
+
+    @property
+    def logs(self):
+        """The append-only .jsonl files (truncated together on resume)."""
+        return (self.metrics, self.telemetry, self.sharpness)
+
+
+def run_files(run_dir):
+    """RunFiles of the folder run_dir (nothing is checked or created)."""
+    d = Path(run_dir)
+    return RunFiles(d, d / "config.json", d / "metrics.jsonl", d / "telemetry.jsonl",
+                    d / "sharpness.jsonl", d / "summary.json", d / "checkpoint.npz")
 
 
 def _umask():
@@ -56,6 +91,11 @@ def _atomic_write(path, write):
             os.close(dfd)
     except OSError:
         pass
+
+
+def atomic_write(path, data):
+    """Write the bytes `data` to path atomically (temporary file, fsync, rename)."""
+    _atomic_write(path, lambda f: f.write(data))
 
 
 def write_json(path, obj):
@@ -151,6 +191,12 @@ def save_checkpoint(path, params, opt, step, streams, train_state):
         arrays[f"rng.{name}"] = _rng_array(rng)
     for name, value in train_state.items():
         arrays[f"train.{name}"] = np.array(np.nan if value is None else value, dtype=np.float64)
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def save_params(path, params, step=0):
+    """A checkpoint of parameters only (an imported model): params under their names, "step"."""
+    arrays = dict(params, step=np.array(step, dtype=np.int64))
     _atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
@@ -250,7 +296,59 @@ def check_out_dir(out_dir):
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"output path {out} is a file, not a folder; choose another --out")
-    if out.is_dir() and (out / "config.json").exists():
+    if out.is_dir() and run_files(out).config.exists():
         raise RunFolderError(f"{out} already holds a run; continue it with --resume {out} or "
                               f"choose another --out")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a run folder back
+
+def write_run_config(run_dir, train, mcfg, vocab, n_params, **extra):
+    """config.json of a run: the TrainConfig, the model config, the vocabulary (or None), the
+    parameter count and any `extra` entries (version, data hash, import source, ...)."""
+    write_json(run_files(run_dir).config, dict({"train": train.to_dict(), "model": mcfg.to_dict(),
+                                               "vocab": vocab, "n_params": n_params}, **extra))
+
+
+def read_saved_config(run_dir):
+    """config.json of a run folder as a dict; a missing folder, a file, or a folder without
+    config.json is one clear error."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise NotFound(f"run folder not found: {run_dir}")
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} is a file, not a run folder")
+    path = run_files(run_dir).config
+    if not path.is_file():
+        raise RunFolderError(f"{run_dir} is not a run folder (it has no config.json)")
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        raise RunFolderError(f"{path} is damaged: expected a JSON object")
+    return saved
+
+
+def read_run_config(run_dir, model_config=True):
+    """(config.json as a dict, its TrainConfig, its GPTConfig/ViTConfig or None) of a run
+    folder; an unusable config.json is one RunFolderError naming it."""
+    saved = read_saved_config(run_dir)
+    try:
+        cfg = TrainConfig.from_dict(saved["train"])
+        mcfg = config_from_dict(cfg.model, saved["model"]) if model_config else None
+    except (KeyError, TypeError) as e:
+        raise RunFolderError(f"{run_files(run_dir).config} is incomplete or damaged "
+                             f"({e})") from None
+    return saved, cfg, mcfg
+
+
+def load_run(run_dir):
+    """(TrainConfig, model, info) of a run folder, with the parameters of its checkpoint.
+    info holds the run's config.json (vocab, model config) and the checkpoint's step."""
+    saved, cfg, mcfg = read_run_config(run_dir)
+    model = make_model(cfg, mcfg)
+    ckpt_path = run_files(run_dir).checkpoint
+    ckpt = load_checkpoint(ckpt_path)
+    restore_params(model.params, ckpt, ckpt_path)
+    info = dict(saved, step=int(ckpt["step"]) if "step" in ckpt else None)
+    return cfg, model, info

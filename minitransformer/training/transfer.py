@@ -20,11 +20,11 @@ last line lists the checkpoint's tensors this model lacks, when allow_partial ig
                   another vocabulary, rows of wte are copied for the characters both share and
                   the rows of new characters keep their fresh init.
 """
-import json
 from pathlib import Path
 
 import numpy as np
 from ..errors import ConfigError, NotFound
+from .runfolder import load_checkpoint, read_saved_config, run_files
 
 _STATE_PREFIXES = ("opt.", "rng.", "train.")       # checkpoint entries that are not parameters
 _MAX_LISTED = 6
@@ -38,20 +38,15 @@ def head_names(model):
 def load_source(path):
     """({name: array} of the parameters in a run folder or .npz file, the run's vocabulary or
     None)."""
-    from .runfolder import load_checkpoint
     path = Path(path)
     vocab = None
     if path.is_dir():
-        ckpt_path = path / "checkpoint.npz"
-        if not ckpt_path.is_file():
+        files = run_files(path)
+        if not files.checkpoint.is_file():
             raise NotFound(f"{path} has no checkpoint.npz to start from")
-        cfg_path = path / "config.json"
-        if cfg_path.is_file():
-            try:
-                vocab = json.loads(cfg_path.read_text(encoding="utf-8")).get("vocab")
-            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-                raise ConfigError(f"{cfg_path} is not a valid run config ({e})") from None
-        path = ckpt_path
+        if files.config.is_file():
+            vocab = read_saved_config(path).get("vocab")
+        path = files.checkpoint
     elif not path.exists():
         raise NotFound(f"--init-from: no such run folder or checkpoint: {path}")
     arrays = load_checkpoint(path)                 # allow_pickle=False; clear errors

@@ -1,0 +1,39 @@
+"""Evaluation: the mean loss over fixed numbers of batches per split (GPT), or the exact loss
+and accuracy over the whole validation set (ViT). Batches come from the run's own evaluation
+stream, so evaluating more or less often never changes what the model trains on."""
+import numpy as np
+
+from ..engine.layers import cross_entropy_forward
+from .build import get_batch
+
+
+def evaluate(cfg, model, data, rng):
+    """train_loss and val_loss: means over eval_iters batches drawn from rng. For ViT, val_loss and
+    val_acc are over the whole validation set instead (exact, and cheap at 2,000 images)."""
+    out = {}
+    splits = ("train", "val") if cfg.model == "gpt" else ("train",)
+    for split in splits:
+        losses = [float(model.loss(*get_batch(cfg, data, split, rng)))
+                  for _ in range(cfg.eval_iters)]
+        out[f"{split}_loss"] = float(np.mean(losses))
+    if cfg.model == "vit":
+        out["val_loss"], out["val_acc"] = image_loss_and_accuracy(model, data.val_x, data.val_y)
+    return out
+
+
+def image_loss_and_accuracy(model, x, y, chunk=500):
+    """Mean cross-entropy and accuracy of a ViT over all of (x, y), in chunks of 500 images."""
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(x), chunk):
+        logits = model.forward(x[i:i + chunk])                  # (b, K)
+        loss, _ = cross_entropy_forward(logits, y[i:i + chunk])
+        total_loss += float(loss) * len(logits)
+        correct += int((logits.argmax(axis=1) == y[i:i + chunk]).sum())
+    return total_loss / len(x), correct / len(x)
+
+
+def format_eval(ev):
+    """'train loss 1.2345, val loss 1.3456' (accuracies as percentages)."""
+    parts = [f"{k.replace('_', ' ')} {v:.2%}" if k.endswith("acc") else
+             f"{k.replace('_', ' ')} {v:.4f}" for k, v in ev.items()]
+    return ", ".join(parts)
