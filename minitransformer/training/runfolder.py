@@ -323,10 +323,7 @@ def read_saved_config(run_dir):
     path = run_files(run_dir).config
     if not path.is_file():
         raise RunFolderError(f"{run_dir} is not a run folder (it has no config.json)")
-    saved = read_json(path)
-    if not isinstance(saved, dict):
-        raise RunFolderError(f"{path} is damaged: expected a JSON object")
-    return saved
+    return read_json(path)                         # a JSON object, or one error naming it
 
 
 def read_run_config(run_dir, model_config=True):
