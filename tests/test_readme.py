@@ -21,5 +21,9 @@ def test_quickstart_has_the_train_and_test_commands():
     assert len(blocks) == 2, blocks
     assert "python cli.py train" in blocks[0] and "pip install" in blocks[0]
     assert "pytest" in blocks[1] and '.[test]' in blocks[1]
+    assert 'pip install -e ".[test]" && python -m pytest -q' in blocks[1]
+    # .ci/run runs the same pytest command after installing the test extra plus the reference
+    # extra (torch, transformers), so that the reference tests run there (tests/test_ci.py)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert '.[test]' in ci and "python -m pytest -q" in ci and "python -m pytest -q" in blocks[1]
+    assert 'pip install -q -e ".[test,ref]"' in ci and "python -m pytest -q" in ci
+    assert ".ci/run` runs the second command with `.[test,ref]`" in " ".join(text.split())
