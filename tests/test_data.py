@@ -2,6 +2,7 @@
 import gzip
 import shutil
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,10 @@ import pytest
 from minitransformer.training.data import (DataError, ImageDataset, TextDataset, get_image_batch,
                                   get_text_batch, load_dataset, load_digits, load_mnist,
                                   load_text)
+from minitransformer.training import data as data_mod
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
 MNIST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]   # t10k label counts
 
 
@@ -37,7 +40,7 @@ def test_shakespeare_vocab_and_splits(shakespeare):
     n = 1_115_394
     assert len(ds.train) == int(n * 0.9) == 1_003_854
     assert len(ds.val) == n - 1_003_854
-    assert ds.train.dtype == np.int64 and ds.val.dtype == np.int64
+    assert ds.train.dtype == np.uint8 and ds.val.dtype == np.uint8      # 65 ids: one byte each
     assert ds.decode(ds.train[:14]) == "First Citizen:"
     text = (DATA / "tinyshakespeare.txt").read_text(encoding="utf-8")
     assert ds.decode(ds.val[-20:]) == text[-20:]
@@ -228,3 +231,58 @@ def test_load_dataset_dispatch(tmp_path):
         load_dataset("vit", "cifar10", DATA)
     with pytest.raises(DataError, match="unknown model"):
         load_dataset("rnn", None, DATA)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding large text: pieces, the smallest dtype, peak memory (issue 9, class 10)
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 5, 64])
+def test_encoding_in_pieces_matches_the_whole_text(tmp_path, monkeypatch, piece):
+    """Pieces of 1..64 bytes cut 2-, 3- and 4-byte characters anywhere: the ids are those of the
+    text decoded whole, and the vocabulary is sorted(set(text))."""
+    monkeypatch.setattr(data_mod, "TEXT_PIECE", piece)
+    text = "héllo wörld → ∑ 𝄞 naïve\nabc" * 7
+    p = tmp_path / "t.txt"
+    p.write_text(text, encoding="utf-8")
+    ds = load_text(p)
+    assert ds.vocab == "".join(sorted(set(text)))
+    assert ds.decode(np.concatenate([ds.train, ds.val])) == text
+    assert ds.train.dtype == np.uint8
+
+
+def test_ids_take_the_smallest_dtype(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("".join(map(chr, range(0x100, 0x100 + 300))) * 2, encoding="utf-8")
+    ds = load_text(p)
+    assert ds.vocab_size == 300 and ds.train.dtype == np.uint16
+    x, y = get_text_batch(ds.train, 4, 8, np.random.default_rng(0))
+    assert x.dtype == np.int64 and x.max() < 300
+    assert data_mod.id_dtype(256) == np.uint8 and data_mod.id_dtype(257) == np.uint16
+    assert data_mod.id_dtype(70_000) == np.uint32
+
+
+@pytest.mark.parametrize("piece", [4, 1024])
+@pytest.mark.parametrize("bad,offset", [(b"\xff", 10), (b"\xc3(", 10), (b"\x00", 10),
+                                        (b"\xe2\x82", 10)])
+def test_bad_byte_offset_is_the_files_at_any_piece_size(tmp_path, monkeypatch, piece, bad,
+                                                        offset):
+    monkeypatch.setattr(data_mod, "TEXT_PIECE", piece)
+    p = tmp_path / "t.txt"
+    p.write_bytes("é".encode() * 5 + bad + b"tail text")            # bad byte at offset 10
+    with pytest.raises(DataError, match=f"offset {offset}"):
+        load_text(p)
+
+
+def test_peak_memory_per_mb_of_text(tmp_path):
+    """Loading 24 MB of text in a fresh process raises its peak RSS by at most the ids (one
+    byte per character) plus 32 MB of pieces; the old loader took 22 MB per MB."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import text_memory
+    finally:
+        sys.path.pop(0)
+    path = tmp_path / "big.txt"
+    text_memory.write_text(path, 24)
+    res = text_memory.measure(path, ROOT)
+    assert res["dtype"] == "uint8"
+    assert res["rss_peak_mb"] - res["rss_before_mb"] <= res["file_mb"] + 32, res

@@ -61,8 +61,9 @@ class TextDataset:
 
     vocab: str of the V distinct characters, sorted, so ``vocab[i]`` is the character of id i (itos)
     stoi:  dict character -> id
-    train: int64 (0.9 * n,) ids of the first 90% of the characters
-    val:   int64 (n - len(train),) ids of the last 10%
+    train: (0.9 * n,) ids of the first 90% of the characters, in the smallest unsigned dtype
+           that holds V ids (uint8 up to 256 characters; batches are int64)
+    val:   (n - len(train),) ids of the last 10%, a view of the same array
     """
     vocab: str
     stoi: dict
@@ -106,27 +107,100 @@ def load_text(path):
     DataError for: a missing file, a directory, an empty file, a binary file (any NUL byte), or
     bytes that are not UTF-8 (the message gives the byte offset of the first bad byte).
     """
-    path = Path(path)
-    raw = _read_bytes(path)
-    if len(raw) == 0:
-        raise DataError(f"{path} is empty")
-    nul = raw.find(b"\x00")
-    if nul >= 0:
-        raise DataError(f"{path} looks like a binary file (NUL byte at offset {nul}), not text")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not valid UTF-8: byte 0x{raw[e.start]:02x} at offset "
-                        f"{e.start}") from None
-
-    # One uint32 code point per character; sorting code points sorts characters as Python does.
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)   # (n,)
-    uniq = np.unique(codes)                                             # (V,) sorted
-    ids = np.searchsorted(uniq, codes).astype(np.int64)                 # (n,) code -> id
-    vocab = "".join(map(chr, uniq))
+    path = _check_file(path)
+    vocab, ids = encode_text_file(path)
     n_train = int(len(ids) * TRAIN_FRACTION)
     return TextDataset(vocab=vocab, stoi={ch: i for i, ch in enumerate(vocab)},
                        train=ids[:n_train], val=ids[n_train:])
+
+
+TEXT_PIECE = 2**20          # bytes decoded at a time: the file is never in memory whole
+N_CODES = 0x110000          # Unicode code points 0 .. U+10FFFF
+
+
+def id_dtype(vocab_size):
+    """The smallest unsigned integer dtype that holds ids 0 .. vocab_size - 1."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if vocab_size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    raise DataError(f"a vocabulary of {vocab_size} characters does not fit 32-bit ids")
+
+
+def encode_text_file(path, start=0):
+    """(vocab, ids) of the UTF-8 text in `path` from byte `start` on, without holding the text:
+    one pass counts the code points of each piece of the file (np.bincount), the sorted set of
+    those present is the vocabulary, and a second pass writes every character's id once, through a
+    code point -> id table, straight into one array of the smallest dtype (uint8 for up to 256
+    characters: one byte per character of text; measured peak in README "Data").
+
+    vocab: str of the V distinct characters, sorted by code point (as sorted(set(text)))
+    ids:   (n,) id_dtype(V), n = number of characters
+    """
+    counts = np.zeros(N_CODES, dtype=np.int64)                  # (N_CODES,) characters per code
+    n = 0
+    for codes in _code_pieces(path, start):                     # (piece,) code points
+        c = np.bincount(codes)                                  # (max code + 1,)
+        counts[:len(c)] += c
+        n += len(codes)
+    if n == 0:
+        raise DataError(f"{path} is empty")
+    present = np.flatnonzero(counts)                            # (V,) sorted code points
+    dtype = id_dtype(len(present))
+    code_to_id = np.zeros(N_CODES, dtype=dtype)                 # (N_CODES,) code -> id
+    code_to_id[present] = np.arange(len(present))
+    ids = np.empty(n, dtype=dtype)                              # (n,)
+    pos = 0
+    for codes in _code_pieces(path, start):
+        np.take(code_to_id, codes, out=ids[pos:pos + len(codes)])
+        pos += len(codes)
+    if pos != n:                                                # the file changed under us
+        raise DataError(f"{path} changed while it was being read")
+    return "".join(map(chr, present)), ids
+
+
+def _code_pieces(path, start=0):
+    """The code points of the file's text, piece by piece: uint8 (the bytes themselves) for a
+    piece of ASCII, else uint32. Each piece ends on a character boundary. A NUL byte (binary
+    file) or bytes that are not UTF-8 are a DataError with the file's byte offset."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            offset, carry = start, b""
+            while True:
+                block = f.read(TEXT_PIECE)
+                data = carry + block
+                if not data:
+                    return
+                cut = _last_lead_byte(data) if block else len(data)
+                data, carry = data[:cut], data[cut:]
+                yield _piece_codes(data, path, offset)
+                offset += len(data)
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+
+
+def _last_lead_byte(data):
+    """Where to cut `data` so that no character is split: before the last byte among the final
+    four that starts a multi-byte UTF-8 character (0b11xxxxxx), or at the end if there is none."""
+    for i in range(len(data) - 1, max(len(data) - 5, -1), -1):
+        if data[i] >= 0xC0:
+            return i
+    return len(data)
+
+
+def _piece_codes(data, path, offset):
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise DataError(f"{path} looks like a binary file (NUL byte at offset {offset + nul}), "
+                        f"not text")
+    if data.isascii():                                          # a byte is its code point
+        return np.frombuffer(data, dtype=np.uint8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not valid UTF-8: byte 0x{data[e.start]:02x} at offset "
+                        f"{offset + e.start}") from None
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
 def get_text_batch(split_ids, batch_size, block_size, rng):
@@ -141,7 +215,7 @@ def get_text_batch(split_ids, batch_size, block_size, rng):
                         f"block_size+1 = {block_size + 1}")
     offsets = rng.integers(0, n - block_size, size=batch_size)          # (B,)
     window = offsets[:, None] + np.arange(block_size + 1)               # (B, T+1)
-    chunk = np.asarray(split_ids, dtype=np.int64)[window]               # (B, T+1)
+    chunk = np.asarray(split_ids)[window].astype(np.int64)              # (B, T+1)
     return np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:])
 
 
