@@ -49,6 +49,11 @@ TRAIN_OPTIONS = [
      "With --init-from: draw the head afresh."),
     ("--allow-partial/--no-allow-partial", "allow_partial", None,
      "With --init-from: skip tensors whose shapes differ."),
+    ("--start-from", "start_from", str, "Go on from a saved training state (.npz: a "
+                                        "checkpoint or state_K.npz) in a new run folder."),
+    ("--mask", "mask", str, "mask.npz: the weights it masks start at 0 and stay exactly 0."),
+    ("--save-state-at", "save_state_at", int, "Also keep the full training state after this "
+                                              "many updates as state_K.npz (a rewind point)."),
     ("--norm", "norm", str, "pre | post | none."),
     ("--rezero/--no-rezero", "rezero", None, "ReZero gate on every block."),
     ("--n-layer", "n_layer", int, "Transformer blocks."),

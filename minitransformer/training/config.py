@@ -53,6 +53,10 @@ class TrainConfig:
     init_from: str = None               # start from another run's folder/checkpoint (transfer.py)
     reinit_head: bool = False           # with init_from: draw the head afresh
     allow_partial: bool = False         # with init_from: skip tensors whose shapes differ
+    start_from: str = None              # a saved training state (.npz) to go on from in a new
+                                        # run: its step, weights, optimizer, streams (masks.py)
+    mask: str = None                    # mask.npz: these weights stay exactly 0 (masks.py)
+    save_state_at: int = None           # also keep the state after this many updates, state_K.npz
     # optimization
     batch_size: int = 12                # B: sequences (gpt) or images (vit) per step
     max_iters: int = 2000               # optimizer steps; always finite
@@ -111,10 +115,18 @@ class TrainConfig:
                               f"{', '.join(sorted(_init.SCHEMES))}")
         for name in ("init_scale", "init_std", "lr"):
             check_positive_float(name, getattr(self, name))
-        if self.init_from is not None and (not isinstance(self.init_from, str)
-                                           or not self.init_from):
-            raise ConfigError(f"init_from must be a run folder or checkpoint path, "
-                              f"got {self.init_from!r}")
+        for name in ("init_from", "start_from", "mask"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name} must be a file or folder path, got {value!r}")
+        if self.init_from is not None and self.start_from is not None:
+            raise ConfigError("init_from and start_from exclude each other: start_from already "
+                              "gives the weights")
+        if self.save_state_at is not None:
+            check_nonnegative_int("save_state_at", self.save_state_at)
+            if self.save_state_at > self.max_iters:
+                raise ConfigError(f"save_state_at ({self.save_state_at}) is beyond max_iters "
+                                  f"({self.max_iters})")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_number_in("min_lr", self.min_lr, 0.0, self.lr, f"between 0 and lr ({self.lr})")

@@ -41,6 +41,7 @@ from .build import (resolve_data, model_config, make_model, make_optimizer, make
                     sharpness_batch, get_batch, config_from_dict)
 from .config import TrainConfig
 from .evaluate import evaluate, format_eval
+from .masks import (apply_masks, mask_optimizer_state, run_masks, save_masks, sparsity)
 from .progress import Progress, hms
 from .runfolder import (save_checkpoint, restore_checkpoint, truncate_metrics, default_out_dir,
                         check_out_dir, run_files, read_json, read_run_config, write_json,
@@ -80,6 +81,7 @@ class Run:
     step_times: list = field(default_factory=list)
     watch_times: list = field(default_factory=list)
     divergence: dict = None             # {"step", "reason", "loss"} once the run diverged
+    masks: dict = None                  # pruning masks {name: bool array}; None = dense
 
     @property
     def vocab(self):
@@ -131,8 +133,17 @@ def setup(cfg, out_dir, resume, progress):
     r.opt = make_optimizer(cfg, mcfg, model.params)
     if from_checkpoint:
         restore_from_checkpoint(r)
+    elif cfg.start_from is not None:                   # its weights, optimizer, step, streams
+        r.start = restore_checkpoint(Path(cfg.start_from), model.params, r.opt, r.streams, {})
+        if r.start >= cfg.max_iters:
+            raise CheckpointError(f"{cfg.start_from} is at step {r.start}, not before "
+                                  f"max_iters {cfg.max_iters}")
     elif resume:
         show.message(f"{files.dir} has no checkpoint yet: starting from step 0")
+    r.masks = run_masks(cfg, files.dir, model.params, resume)
+    if r.masks is not None:                            # masked weights start at exactly 0
+        apply_masks(model.params, r.masks)
+        mask_optimizer_state(r.opt, r.masks)
     if cfg.sharpness_every:
         r.sharp_batch = sharpness_batch(cfg, data)
     return r
@@ -161,6 +172,8 @@ def open_folder(r):
         write_run_config(files.dir, cfg, r.mcfg, r.vocab, r.n_params,
                          minitransformer_version=__version__)
         files.metrics.write_text("")
+        if r.masks is not None:
+            save_masks(files.dir / "mask.npz", r.masks)
         for path, on in ((files.telemetry, cfg.telemetry), (files.sharpness, cfg.sharpness_every)):
             if on:
                 path.write_text("")
@@ -188,13 +201,17 @@ def checkpoint(r, step):
 def one_step(r, step):
     """Iteration `step` (module docstring); False when the run diverged and must stop."""
     cfg = r.cfg
+    if step == cfg.save_state_at:                      # a rewind point (studies/lottery.py)
+        save_checkpoint(r.files.dir / f"state_{step}.npz", r.model.params, r.opt, step,
+                        r.streams, asdict(r.carry))
     ev = evaluate_now(r, step) if cfg.eval_interval and step % cfg.eval_interval == 0 else {}
     t0 = time.perf_counter()
     x, y = get_batch(cfg, r.data, "train", r.streams["data"])
     watch = cfg.telemetry and step % cfg.log_interval == 0
     trace = {} if watch else None                      # this forward's activations, for telemetry
     res = train_step(r.model, r.opt, x, y, cfg.lr_at(step), cfg.grad_clip,
-                     initial_loss=r.carry.initial_loss, trace=trace, keep_before=watch)
+                     initial_loss=r.carry.initial_loss, trace=trace, keep_before=watch,
+                     masks=r.masks)
     if r.carry.initial_loss is None:
         r.carry.initial_loss = res.loss
     if not res.updated:
@@ -208,6 +225,8 @@ def one_step(r, step):
         t1 = time.perf_counter()
         rec = telemetry.step_record(step, res.lr, res.grad_norm, cfg.grad_clip, res.before,
                                     r.model, res.grads, r.opt, x, trace=trace)
+        if r.masks is not None:
+            rec["sparsity"] = sparsity(r.masks)
         telemetry.append_jsonl(r.files.telemetry, dict(rec, loss=res.loss))
         r.watch_times.append(time.perf_counter() - t1)
     if cfg.sharpness_every and step % cfg.sharpness_every == 0:
@@ -230,6 +249,8 @@ def finish(r):
     cfg, show = r.cfg, r.show
     summary = {"status": "completed" if r.divergence is None else "diverged",
                "model": cfg.model, "n_params": r.n_params}
+    if r.masks is not None:
+        summary["sparsity"] = sparsity(r.masks)
     if r.divergence is None:
         step = cfg.max_iters
         checkpoint(r, step)                            # before the final eval (module docstring)

@@ -181,6 +181,11 @@ def _set_rng(rng, arr, name, path):
         raise CheckpointError(f"{path}: RNG state {name} is unusable ({e})") from None
 
 
+def save_arrays(path, arrays):
+    """An .npz of plain arrays {name: array}, written atomically (mask.npz, rewind points)."""
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
 def save_checkpoint(path, params, opt, step, streams, train_state):
     """checkpoint.npz: params under their own names, opt.* optimizer state, step, rng.* states
     (JSON strings) and train.* scalars (divergence reference, best val loss, elapsed seconds)."""

@@ -8,6 +8,9 @@ call this function, so that what they measure is what training does. In order:
 
     1. loss, grads = model.loss_and_grads(x, y)        (forward + backward; `trace` collects the
                                                          forward's activations for telemetry)
+       masked gradients set to 0 (masks given)         (so clipping, AdamW's moments, its update
+                                                         and weight decay never move a masked
+                                                         weight: it stays exactly 0; masks.py)
     2. refuse the step if the loss diverged: not finite, or far above `initial_loss` (diverged)
     3. grad_norm = clip_grad_norm(grads, grad_clip)     (the norm BEFORE clipping; 0 = no clip)
     4. refuse the step if grad_norm is not finite       (scaling cannot repair such gradients)
@@ -21,6 +24,7 @@ from typing import NamedTuple, Optional
 
 from ..engine.optim import clip_grad_norm
 from ..measure.telemetry import copy_params
+from .masks import mask_grads
 
 
 class StepResult(NamedTuple):
@@ -40,11 +44,14 @@ def diverged(loss, initial_loss):
 
 
 def train_step(model, opt, x, y, lr, grad_clip, *, initial_loss=None, trace=None,
-               keep_before=False):
+               keep_before=False, masks=None):
     """One optimizer step on the batch (x, y); see the module docstring. initial_loss is the
     reference of the divergence rule (None: this step's own loss, so only a non-finite loss
-    stops it); trace, a dict, receives the forward's activations."""
+    stops it); trace, a dict, receives the forward's activations; masks, {name: bool array},
+    are the pruning masks of a sparse run (masked weights are already 0)."""
     loss, grads = model.loss_and_grads(x, y, trace=trace)
+    if masks is not None:
+        mask_grads(grads, masks)
     loss = float(loss)
     reference = loss if initial_loss is None else initial_loss
     if diverged(loss, reference):
