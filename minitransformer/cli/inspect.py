@@ -219,6 +219,32 @@ def _format_telemetry(r):
     return "\n".join(lines)
 
 
+@inspect.command("instability")
+@click.argument("run_dir")
+@click.option("--from-step", "from_steps", required=True, metavar="K[,K,...]",
+              help="Step(s) the two copies start from, e.g. 0,25,100.")
+@click.option("--points", type=int, default=11, show_default=True,
+              help="Points along the line between the copies (ends included).")
+@click.option("--same-order", is_flag=True,
+              help="Both copies see the same batches (the barrier is then exactly 0).")
+@click.option("--plot", "plot_path", default=None, metavar="PNG",
+              help="Also draw the barrier against K into this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def instability_cmd(run_dir, from_steps, points, same_order, plot_path, as_json):
+    """Linear mode connectivity: train two copies from the run's step-K state with different
+    data orders and report the error barrier on the line between them (ViT: error, GPT: loss)."""
+    from ..studies.instability import instability, format_result, plot_barriers
+    try:
+        steps = [int(k) for k in from_steps.split(",") if k.strip()]
+    except ValueError:
+        raise ConfigError(f"--from-step takes integers separated by commas, got {from_steps!r}")
+    res = instability(run_dir, steps, n_points=points, same_order=same_order,
+                      progress=not as_json)
+    if plot_path:
+        plot_barriers(res, plot_path)
+    _emit(res, as_json, format_result)
+
+
 @click.command("plot")
 @click.argument("runs", nargs=-1, required=True, metavar="RUN_DIR [RUN_DIR ...]")
 @click.option("--out", "out", default=None, help="Folder for the PNGs (default: RUN_DIR/plots).")
