@@ -51,6 +51,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("loop.py", "the training loop in parts: setup, step, evaluate, checkpoint, finish; resume"),
         ("runfolder.py", "the run folder: its file names, config.json readers, atomic writes, checkpoints, truncation"),
         ("transfer.py", "--init-from: another run's weights as the starting point"),
+        ("masks.py", "pruning masks: prunable tensors, magnitude and random pruning, rewinding, mask.npz"),
     ]),
     ("analysis", "reads run folders to show them", [
         ("snapshot.py", "a run folder, checkpoint or fresh model as one object for the instruments"),
@@ -60,11 +61,18 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("hf.py", "GPT-2 import and export in Hugging Face's layout"),
         ("bench.py", "timed training iterations, FLOPs and the measured GEMM peak"),
     ]),
+    ("studies", "many runs and what they show", [
+        ("__init__.py", "the studies layer: sweeps, experiments, lottery tickets"),
+        ("lottery.py", "lottery tickets: iterative magnitude pruning with rewinding and its controls"),
+        ("lottery_report.py", "the lottery's verdict rule, report.md and its figures"),
+        ("instability.py", "linear mode connectivity: the error barrier between two copies trained from step K"),
+    ]),
     ("cli", "click commands only", [
         ("__init__.py", "the command group and main: user errors in one line, bugs with a traceback"),
         ("train.py", "train, sample, bench"),
         ("init.py", "inits, import-gpt2, export-gpt2"),
         ("inspect.py", "inspect ... and plot"),
+        ("lottery.py", "lottery"),
     ]),
 ]
 

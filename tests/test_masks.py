@@ -7,6 +7,7 @@ import pytest
 from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer.engine.gradcheck import (check_model, numerical_grad, random_batch,
                                               well_conditioned)
+from minitransformer.measure.spectra import spectra
 from minitransformer.errors import ConfigError, DataError, NotFound
 from minitransformer.training import masks as M
 from minitransformer.training.loop import TrainConfig, load_checkpoint, run
@@ -155,3 +156,5 @@ def test_masked_weights_stay_exactly_zero_through_training(tmp_path):
     assert all(np.array_equal(copied[n], masks[n]) for n in masks)
     tele = (tmp_path / "r" / "telemetry.jsonl").read_text().splitlines()
     assert '"sparsity"' in tele[0]
+    rows = {r["name"]: r for r in spectra({n: ckpt[n] for n in masks})}    # inspect spectra
+    assert rows["head.weight"]["sparsity"] == pytest.approx(1 - masks["head.weight"].mean())

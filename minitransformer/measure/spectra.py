@@ -138,6 +138,7 @@ def matrix_spectrum(w):
     sv = np.sqrt(eigs * m)[::-1]                       # matrix is ~20x faster than an SVD here
     sigma2 = float(np.var(w))
     row = {"shape": [a, b], "m": m, "n": n, "q": q, "sigma2": sigma2,
+           "sparsity": float(np.mean(w == 0.0)),      # pruned (masked) entries are exactly 0
            "singular_values": [float(s) for s in sv]}
     if sigma2 == 0.0:
         row.update(note="all entries equal (e.g. zero-initialized): no spectrum to compare")
@@ -193,8 +194,10 @@ def _f(x, fmt):
 def format_rows(rows, title=None):
     w = max([len(r["name"]) for r in rows] + [6])
     lines = [title] if title else []
+    sparse = any(r.get("sparsity", 0.0) > 0 for r in rows)   # a pruned model: a zeros column
     lines.append(f"{'matrix':<{w}}  {'shape':>10}  {'sigma':>8}  {'lam+':>9}  {'lam_max':>9}  "
-                 f"{'max/lam+':>8}  {'outside':>7}  {'KS':>5}  {'alpha':>6}  {'tail':>4}")
+                 f"{'max/lam+':>8}  {'outside':>7}  {'KS':>5}  {'alpha':>6}  {'tail':>4}"
+                 + (f"  {'zeros':>6}" if sparse else ""))
     for r in rows:
         shape = "x".join(str(s) for s in r["shape"])
         if "note" in r:
@@ -203,9 +206,14 @@ def format_rows(rows, title=None):
         lines.append(f"{r['name']:<{w}}  {shape:>10}  {math.sqrt(r['sigma2']):8.4f}  "
                      f"{r['lambda_plus']:9.3e}  {r['lambda_max']:9.3e}  {r['outlier_ratio']:8.2f}  "
                      f"{r['frac_outside']:7.1%}  {r['ks']:5.3f}  {_f(r.get('alpha'), '6.2f')}  "
-                     f"{_f(r.get('alpha_k'), '4d')}{'  *' if 'warning' in r else ''}")
+                     f"{_f(r.get('alpha_k'), '4d')}"
+                     + (f"  {r['sparsity']:6.1%}" if sparse else "")
+                     + ("  *" if "warning" in r else ""))
     if any("warning" in r for r in rows):
         lines.append(f"* alpha from fewer than {MIN_TAIL} eigenvalues: unreliable")
+    if sparse:
+        lines.append("zeros: the fraction of entries exactly 0 (a pruned model's sparsity; "
+                     "sigma and the MP law then include the zeros)")
     lines.append("Healthy at init: outside 0%, KS small, max/lam+ <= 1. After training: a few "
                  "outliers (max/lam+ > 1) and alpha 2-6 in learned layers.")
     return "\n".join(lines)

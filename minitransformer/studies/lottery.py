@@ -77,8 +77,8 @@ def check_spec(cfg, levels, fraction, rewind_iter, strategy, branches):
 def lottery(cfg, out, levels, fraction=0.2, rewind_iter=0, strategy="global",
             branches=BRANCHES, workers=None, scheduler=None, progress=True):
     """Run (or finish) the lottery in folder `out`; returns the rows of results.csv."""
-    branches = tuple(b for b in BRANCHES if b in branches)
     check_spec(cfg, levels, fraction, rewind_iter, strategy, branches)
+    branches = tuple(b for b in BRANCHES if b in branches)     # the canonical order
     out = Path(out)
     spec = {"train": cfg.to_dict(), "levels": levels, "prune_fraction": fraction,
             "rewind_iter": rewind_iter, "strategy": strategy, "branches": list(branches)}
