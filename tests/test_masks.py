@@ -10,7 +10,9 @@ from minitransformer.engine.gradcheck import (check_model, numerical_grad, rando
 from minitransformer.measure.spectra import spectra
 from minitransformer.errors import ConfigError, DataError, NotFound
 from minitransformer.training import masks as M
-from minitransformer.training.loop import TrainConfig, load_checkpoint, run
+from minitransformer.training.config import TrainConfig
+from minitransformer.training.loop import run
+from minitransformer.training.runfolder import load_checkpoint
 
 GPT_CFG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
 VIT_CFG = ViTConfig(image_size=8, patch_size=4, in_channels=1, n_classes=5, n_layer=2, n_head=2,

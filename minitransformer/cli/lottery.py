@@ -39,7 +39,7 @@ DIR/report.md with a verdict. Rerun the same command to finish an interrupted lo
 def lottery(ctx, out, levels, prune_fraction, rewind_iter, strategy, branches, workers,
             scheduler, quiet, **options):
     from ..studies.lottery import lottery as run_lottery
-    from ..training.loop import TrainConfig
+    from ..training.config import TrainConfig
     given = {name: value for name, value in options.items()
              if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
                                                    ParameterSource.ENVIRONMENT)}

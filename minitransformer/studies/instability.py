@@ -25,25 +25,24 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..measure.sharpness import assign, flatten
-from ..training.loop import (get_batch, image_loss_and_accuracy, make_model, make_optimizer,
-                             make_streams, read_run_config, resolve_data)
-from ..training.runfolder import restore_checkpoint
-from ..engine.optim import clip_grad_norm
 from ..training import masks as M
+from ..training.build import (get_batch, make_model, make_optimizer, make_streams,
+                              resolve_data)
+from ..training.evaluate import image_loss_and_accuracy
+from ..training.runfolder import read_run_config, restore_checkpoint
+from ..training.step import train_step
 
-COPY_SEED = 7_919          # the copies' data orders: SeedSequence([seed, COPY_SEED, K, copy])
+COPY_SEED = 7_919          # the copies' data orders: SeedSequence([data_seed, COPY_SEED, K, copy])
 
 
 def train_span(model, opt, cfg, data, rng, start, stop, masks=None):
-    """Updates start .. stop-1 of the run's recipe on batches from rng (no evaluation, no files):
-    loss and gradients, masked gradients zeroed, global clipping, the scheduled lr."""
+    """Updates start .. stop-1 of the run's recipe (training/step.py) on batches from rng, with
+    no evaluation and no files. A refused (diverged) step ends the span early."""
     for step in range(start, stop):
         x, y = get_batch(cfg, data, "train", rng)
-        _, grads = model.loss_and_grads(x, y)
-        if masks is not None:
-            M.mask_grads(grads, masks)
-        clip_grad_norm(grads, cfg.grad_clip)
-        opt.step(model.params, grads, cfg.lr_at(step))
+        if not train_step(model, opt, x, y, cfg.lr_at(step), cfg.grad_clip, masks=masks).updated:
+            return step
+    return stop
 
 
 def path_metrics(model, theta_a, theta_b, alphas, evaluate):
@@ -75,7 +74,7 @@ def evaluator(cfg, data, n_batches=None):
             loss, acc = image_loss_and_accuracy(model, data.val_x, data.val_y)
             return {"loss": loss, "error": 1.0 - acc}
         return evaluate
-    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, COPY_SEED]))
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.data_seed, COPY_SEED]))
     batches = [get_batch(cfg, data, "val", rng) for _ in range(n_batches or cfg.eval_iters)]
 
     def evaluate(model):
@@ -90,11 +89,11 @@ def instability(run_dir, from_steps, n_points=11, same_order=False, progress=Tru
     model = make_model(cfg, mcfg)
     if cfg.init_from is not None:                              # as the run itself started
         from ..training.transfer import apply_init_from
-        apply_init_from(model, cfg.init_from, init=cfg.init_name, seed=cfg.seed,
+        apply_init_from(model, cfg.init_from, init=cfg.init_name, seed=cfg.init_seed,
                         reinit_head=cfg.reinit_head, allow_partial=cfg.allow_partial,
                         vocab=data.vocab if cfg.model == "gpt" else None)
     opt = make_optimizer(cfg, mcfg, model.params)
-    streams = make_streams(cfg.seed)
+    streams = make_streams(cfg.data_seed)
     first = 0                                                  # a lottery branch starts at K
     if cfg.start_from is not None:
         first = restore_checkpoint(Path(cfg.start_from), model.params, opt, streams, {})
@@ -115,15 +114,17 @@ def instability(run_dir, from_steps, n_points=11, same_order=False, progress=Tru
     for k in steps:
         train_span(model, opt, cfg, data, rng, at, k, masks)   # the run itself, up to step K
         at = k
-        ends = []
+        ends, stopped = [], []
         for c in (0, 1):
             twin, twin_opt = copy.deepcopy(model), copy.deepcopy(opt)
             order = 0 if same_order else c
-            twin_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, COPY_SEED, k,
-                                                                     order]))
+            twin_rng = np.random.default_rng(np.random.SeedSequence([cfg.data_seed, COPY_SEED,
+                                                                     k, order]))
             if progress:
                 _say(f"from step {k}: copy {'AB'[c]}, {cfg.max_iters - k} steps")
-            train_span(twin, twin_opt, cfg, data, twin_rng, k, cfg.max_iters, masks)
+            end = train_span(twin, twin_opt, cfg, data, twin_rng, k, cfg.max_iters, masks)
+            if end < cfg.max_iters:
+                stopped.append(f"copy {'AB'[c]} diverged at step {end}")
             ends.append(twin.params)
         path = path_metrics(model, ends[0], ends[1], alphas, evaluate)
         point = {"from_step": k, "alphas": [float(a) for a in alphas],
@@ -132,6 +133,8 @@ def instability(run_dir, from_steps, n_points=11, same_order=False, progress=Tru
             point["error"] = [p["error"] for p in path]
             point["error_barrier"] = barrier(point["error"])
         point["barrier"] = point.get("error_barrier", point["loss_barrier"])
+        if stopped:
+            point["note"] = "; ".join(stopped)
         points.append(point)
     return {"run": str(run_dir), "model": cfg.model, "max_iters": cfg.max_iters,
             "same_order": same_order, "measure": "error" if cfg.model == "vit" else "loss",
