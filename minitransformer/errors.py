@@ -5,6 +5,8 @@ The CLI prints a MinitransformerError (and an OSError about a user's path) as on
 and exits with status 1. So raise one of these only for a problem in the user's input (a value, a
 file, a name), with a message that names the option, file, line or key and what was expected.
 
+require() imports an optional library or raises MissingDependency naming the extra to install.
+
 The classes also derive from the built-in exception they refine (ValueError, FileNotFoundError,
 ImportError), so callers that catch those keep working.
 """
@@ -36,3 +38,17 @@ class NotFound(MinitransformerError, FileNotFoundError):
 
 class MissingDependency(MinitransformerError, ImportError):
     """An optional extra is not installed; the message names the pip command that installs it."""
+
+
+def require(module, extra, purpose):
+    """importlib.import_module(module), or MissingDependency saying in one line which extra of
+    pyproject.toml installs it. Only the library's own absence is caught: an ImportError from
+    inside an installed library is a bug and propagates."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module.split(".")[0]:
+            raise
+        raise MissingDependency(f"{purpose} needs the {module.split('.')[0]} library: "
+                                f"pip install -e \".[{extra}]\"") from None

@@ -52,13 +52,16 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("runfolder.py", "the run folder: its file names, config.json readers, atomic writes, checkpoints, truncation"),
         ("transfer.py", "--init-from: another run's weights as the starting point"),
         ("masks.py", "pruning masks: prunable tensors, magnitude and random pruning, rewinding, mask.npz"),
+        ("tokenizer.py", "a run's tokenizer: characters or byte-level BPE (files, training, checks)"),
     ]),
     ("analysis", "reads run folders to show them", [
         ("snapshot.py", "a run folder, checkpoint or fresh model as one object for the instruments"),
         ("sample.py", "text generation from a trained GPT"),
         ("inspect_grad.py", "one gradient element: backprop, float64 central difference, Adam state"),
         ("plots.py", "every picture"),
-        ("hf.py", "GPT-2 import and export in Hugging Face's layout"),
+        ("tensorfile.py", "safetensors reading and writing through the library, with our checks"),
+        ("hf.py", "GPT-2 import and export in Hugging Face's layout, with its tokenizer"),
+        ("timm_vit.py", "timm ViT import and export; positions and patch filters for new inputs"),
         ("bench.py", "timed training iterations, FLOPs and the measured GEMM peak"),
     ]),
     ("studies", "many runs and what they show", [
@@ -70,7 +73,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
     ("cli", "click commands only", [
         ("__init__.py", "the command group and main: user errors in one line, bugs with a traceback"),
         ("train.py", "train, sample, bench"),
-        ("init.py", "inits, import-gpt2, export-gpt2"),
+        ("init.py", "inits, import-gpt2, export-gpt2, import-vit, export-vit"),
         ("inspect.py", "inspect ... and plot"),
         ("lottery.py", "lottery"),
     ]),

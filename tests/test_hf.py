@@ -10,8 +10,8 @@ import pytest
 
 from minitransformer import GPTConfig, build_model
 from minitransformer.cli import main
-from minitransformer.analysis.hf import (read_safetensors, write_safetensors, import_gpt2, export_gpt2,
-                                config_from_hf, hf_config, load_hf)
+from minitransformer.analysis.hf import import_gpt2, export_gpt2, config_from_hf, hf_config, load_hf
+from minitransformer.analysis.tensorfile import read_safetensors, write_safetensors
 from minitransformer.training.runfolder import load_run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hf_gpt2_tiny"
@@ -170,3 +170,24 @@ def test_exported_folder_loads_in_transformers(tmp_path):
     with torch.no_grad():
         logits = model(torch.from_numpy(np.load(FIXTURE / "input_ids.npy"))).logits.numpy()
     np.testing.assert_allclose(logits, np.load(FIXTURE / "logits.npy"), atol=1e-5, rtol=0)
+
+
+def test_without_the_hf_extra_the_package_works_and_commands_name_it(tmp_path):
+    """safetensors and tokenizers hidden (None in sys.modules makes their import fail): the
+    package and the CLI import, and each command that needs them says which extra, in one line."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['safetensors'] = sys.modules['tokenizers'] = None\n"
+            "import minitransformer, minitransformer.analysis.hf, minitransformer.analysis.timm_vit\n"
+            "from minitransformer.cli import main\n"
+            "main(sys.argv[1:])\n")
+    root = Path(__file__).resolve().parent.parent
+    for args in (["import-gpt2", str(FIXTURE)], ["import-vit", str(FIXTURE.parent / "timm_vit_tiny")]):
+        proc = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "r")],
+                              capture_output=True, text=True, cwd=root,
+                              env={**__import__("os").environ, "PYTHONPATH": str(root)})
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            'error: reading safetensors files needs the safetensors library: '
+            'pip install -e ".[hf]"']
+    assert not (tmp_path / "r").exists()

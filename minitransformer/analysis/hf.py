@@ -9,15 +9,15 @@ buffers older versions saved (h.N.attn.bias, h.N.attn.masked_bias), and check th
 when present, is wte (GPT-2 ties them; save_pretrained omits it). GPT-2 computes exactly our
 pre-LN block with tanh GELU ("gelu_new") and LayerNorm eps 1e-5.
 
-safetensors is read and written here with NumPy alone: the format is 8 bytes of little-endian
-header length, a JSON header {name: {dtype, shape, data_offsets}, "__metadata__": {...}}, and the
-raw little-endian bytes. That is smaller than the dependency (a compiled wheel) it would replace,
-and it never executes anything from the file. Reading checks every offset against the file.
+The tokenizer files of the folder (tokenizer.json, or GPT-2's vocab.json + merges.txt) are copied
+into the run and recorded in its config.json (training/tokenizer.py), so `sample` reads and writes
+text and `train --init-from` tokenizes the same way; their vocabulary must be the model's. A
+folder without them gives a run on token ids. safetensors is read and written by the library
+(analysis/tensorfile.py); all of this needs the `hf` extra.
 """
 import json
-import math
 from pathlib import Path
-import struct
+import shutil
 
 import numpy as np
 
@@ -25,82 +25,11 @@ from ..engine.config import GPTConfig
 from ..engine import gpt
 from ..errors import DataError, NotFound, RunFolderError
 from ..training.runfolder import atomic_write
+from ..training.tokenizer import find_bpe_files, load_bpe, check_vocab_size, run_tokenizer
+from .tensorfile import read_safetensors, write_safetensors
 
-# --------------------------------------------------------------------------------------------
-# safetensors
-
-_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-           "I8": "i1", "U8": "u1", "BOOL": "?"}                    # BF16 is converted below
-_CODES = {np.dtype(v).newbyteorder("<") if v not in ("i1", "u1", "?") else np.dtype(v): k
-          for k, v in _DTYPES.items()}
-MAX_HEADER = 100 * 1024 * 1024     # the safetensors library's own limit
-
-
-def read_safetensors(path):
-    """{name: array} from a .safetensors file (float16 and bfloat16 are widened to float32),
-    and the header's __metadata__ dict. A malformed file is a ValueError naming it."""
-    path = Path(path)
-    data = path.read_bytes()
-    if len(data) < 8:
-        raise DataError(f"{path} is not a safetensors file (shorter than 8 bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > MAX_HEADER or 8 + n > len(data):
-        raise DataError(f"{path} is not a safetensors file (header length {n} does not fit)")
-    try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path} has a damaged safetensors header ({e})") from None
-    if not isinstance(header, dict):
-        raise DataError(f"{path} has a damaged safetensors header (not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
-    body = memoryview(data)[8 + n:]
-    tensors, spans = {}, []
-    for name, info in header.items():
-        try:
-            code, shape, (begin, end) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{path}: tensor {name!r} has a damaged header entry") from None
-        itemsize = 2 if code == "BF16" else np.dtype(_DTYPES.get(code, "V1")).itemsize
-        if code not in _DTYPES and code != "BF16":
-            raise DataError(f"{path}: tensor {name!r} has unsupported dtype {code}")
-        if not (0 <= begin <= end <= len(body)) or end - begin != itemsize * math.prod(shape):
-            raise DataError(f"{path}: tensor {name!r} has offsets [{begin}, {end}) that do not "
-                             f"match its shape {shape} or the file")
-        raw = body[begin:end]
-        if code == "BF16":                              # bfloat16 = the top 16 bits of a float32
-            x = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            x = np.frombuffer(raw, _DTYPES[code])
-            if code == "F16":
-                x = x.astype(np.float32)
-        tensors[name] = x.reshape(shape).copy()
-        spans.append((begin, end))
-    spans.sort()
-    if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
-        raise DataError(f"{path}: tensors overlap in the file")
-    return tensors, metadata
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """Write {name: array} as safetensors (tensors in name order, header padded with spaces so
-    the data starts 8-byte aligned, as the safetensors library does), atomically."""
-    header, offset, chunks = {}, 0, []
-    for name in sorted(tensors):
-        x = np.ascontiguousarray(tensors[name])
-        x = x.astype(x.dtype.newbyteorder("<")) if x.dtype.byteorder == ">" else x
-        code = _CODES.get(x.dtype)
-        if code is None:
-            raise DataError(f"cannot write {name}: dtype {x.dtype} has no safetensors code")
-        b = x.tobytes()
-        header[name] = {"dtype": code, "shape": list(x.shape), "data_offsets": [offset, offset + len(b)]}
-        chunks.append(b)
-        offset += len(b)
-    if metadata:
-        header = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}, **header}
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-(8 + len(text)) % 8)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, struct.pack("<Q", len(text)) + text + b"".join(chunks))
+__all__ = ["read_safetensors", "write_safetensors", "import_gpt2", "export_gpt2", "load_hf",
+           "config_from_hf", "hf_config", "write_imported_run"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,29 +151,51 @@ def load_hf(hf_dir):
     return cfg, params_from_hf(tensors, cfg), hf
 
 
+def write_imported_run(out_dir, train, cfg, params, imported_from, tokenizer=None):
+    """Write a run folder for imported weights: checkpoint.npz (the parameters at step 0), the
+    tokenizer's files, and config.json last (what makes the folder a run). Everything is checked
+    before; a folder this call created is removed again if a write fails (no half-made runs)."""
+    from ..training.runfolder import check_out_dir, run_files, save_params, write_run_config
+    out = check_out_dir(out_dir)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        save_params(run_files(out).checkpoint, params, step=0)
+        if tokenizer is not None:
+            tokenizer.save(out)
+        write_run_config(out, train, cfg,
+                         tokenizer.vocab if getattr(tokenizer, "kind", None) == "char" else None,
+                         int(sum(p.size for p in params.values())),
+                         tokenizer=tokenizer.record() if tokenizer is not None else None,
+                         imported_from=imported_from)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return out
+
+
 def import_gpt2(hf_dir, out_dir):
     """Write a run folder (config.json in the run format of train.py, checkpoint.npz with the
-    parameters) from a Hugging Face GPT-2 folder. Returns (GPTConfig, params). The run has no
-    vocabulary (GPT-2's BPE tokenizer is not part of this project): use it to inspect, or to
-    fine-tune on token ids."""
+    parameters, the tokenizer files when hf_dir has them) from a Hugging Face GPT-2 folder.
+    Returns (GPTConfig, params, tokenizer or None)."""
     from ..training.config import TrainConfig
-    from ..training.runfolder import check_out_dir, run_files, save_params, write_run_config
     cfg, params, hf = load_hf(hf_dir)
-    out = check_out_dir(out_dir)
-    train = TrainConfig(model="gpt", data=f"hf:{Path(hf_dir).resolve()}", n_layer=cfg.n_layer,
-                        n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
-                        init="gpt2")
-    out.mkdir(parents=True, exist_ok=True)
-    save_params(run_files(out).checkpoint, params, step=0)
-    write_run_config(out, train, cfg, None, int(sum(p.size for p in params.values())),
-                     imported_from={"format": "huggingface-gpt2",
-                                    "path": str(Path(hf_dir).resolve()), "config": hf})
-    return cfg, params
+    tok = None
+    if find_bpe_files(hf_dir) is not None:
+        tok = load_bpe(hf_dir)
+        check_vocab_size(tok, cfg.vocab_size, f"{hf_dir}")
+    src = str(Path(hf_dir).resolve())
+    train = TrainConfig(model="gpt", data=f"hf:{src}", n_layer=cfg.n_layer, n_head=cfg.n_head,
+                        n_embd=cfg.n_embd, block_size=cfg.block_size, init="gpt2")
+    write_imported_run(out_dir, train, cfg, params,
+                       {"format": "huggingface-gpt2", "path": src, "config": hf}, tok)
+    return cfg, params, tok
 
 
 def export_gpt2(run_dir, out_dir):
-    """Write a run's GPT as a Hugging Face GPT-2 folder (config.json + model.safetensors) that
-    GPT2LMHeadModel.from_pretrained loads. Returns the Hugging Face config dict."""
+    """Write a run's GPT as a Hugging Face GPT-2 folder (config.json + model.safetensors, and its
+    BPE tokenizer files) that GPT2LMHeadModel.from_pretrained loads. Returns the config dict."""
     from ..training.runfolder import load_checkpoint, read_saved_config, run_files
     run_dir, out = Path(run_dir), Path(out_dir)
     saved = read_saved_config(run_dir)
@@ -252,6 +203,7 @@ def export_gpt2(run_dir, out_dir):
         raise DataError(f"{run_dir} is not a GPT run; only GPTs can be written as GPT-2")
     cfg = GPTConfig.from_dict(saved["model"])
     hf = hf_config(cfg)
+    tok = run_tokenizer(run_dir, saved)
     ckpt = load_checkpoint(run_files(run_dir).checkpoint)
     shapes = gpt.param_shapes(cfg)
     bad = [n for n, s in shapes.items() if n not in ckpt or ckpt[n].shape != s]
@@ -263,5 +215,7 @@ def export_gpt2(run_dir, out_dir):
         raise RunFolderError(f"{out} already holds a model.safetensors; choose another --out")
     write_safetensors(out / "model.safetensors", hf_tensors({n: ckpt[n] for n in shapes}),
                       metadata={"format": "pt"})
+    if getattr(tok, "kind", None) == "bpe":
+        tok.save(out)
     atomic_write(out / "config.json", (json.dumps(hf, indent=2) + "\n").encode("utf-8"))
     return hf

@@ -1,5 +1,6 @@
-"""`inits`, `import-gpt2` and `export-gpt2`: click options mapped onto audit.list_schemes /
-audit.show, hf.import_gpt2 and hf.export_gpt2. No logic here."""
+"""`inits`, `import-gpt2`, `export-gpt2`, `import-vit` and `export-vit`: click options mapped onto
+audit.list_schemes / audit.show, hf.import_gpt2 / export_gpt2 and timm_vit.import_vit /
+export_vit. No logic here."""
 import click
 
 from ..init import InitOptions
@@ -54,12 +55,15 @@ def inits(name, model, init_std, init_scale, base_width, impulse_k, seed, **fiel
 @click.argument("hf_dir")
 @click.option("--out", "out_dir", required=True, help="Run folder to write.")
 def import_gpt2(hf_dir, out_dir):
-    """Import a Hugging Face GPT-2 folder (config.json + model.safetensors) as a run folder."""
+    """Import a Hugging Face GPT-2 folder (config.json + model.safetensors, and tokenizer.json or
+    vocab.json + merges.txt when present) as a run folder. Needs the hf extra."""
     from ..analysis.hf import import_gpt2 as run
-    cfg, params = run(hf_dir, out_dir)
+    cfg, params, tok = run(hf_dir, out_dir)
+    words = (f"BPE tokenizer {'+'.join(tok.files)}" if tok is not None
+             else "no tokenizer files: the run works on token ids")
     click.echo(f"imported GPT-2 ({cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} channels, "
                f"vocabulary {cfg.vocab_size}, {cfg.block_size} positions; "
-               f"{sum(p.size for p in params.values()):,} parameters) -> {out_dir}")
+               f"{sum(p.size for p in params.values()):,} parameters; {words}) -> {out_dir}")
 
 
 @click.command("export-gpt2")
@@ -72,4 +76,33 @@ def export_gpt2(run_dir, out_dir):
     click.echo(f"wrote {out_dir}/config.json and {out_dir}/model.safetensors")
 
 
-COMMANDS = [inits, import_gpt2, export_gpt2]
+@click.command("import-vit")
+@click.argument("timm_dir")
+@click.option("--out", "out_dir", required=True, help="Run folder to write.")
+@click.option("--image-size", type=int, default=None,
+              help="Image size to fine-tune at (positions resampled bicubically, as timm does).")
+@click.option("--in-channels", type=int, default=None,
+              help="Image channels to fine-tune with (patch filters summed or repeated, as timm).")
+def import_vit(timm_dir, out_dir, image_size, in_channels):
+    """Import a timm ViT folder (config.json + model.safetensors, as timm saves and the Hub
+    serves) as a run folder. Needs the hf extra."""
+    from ..analysis.timm_vit import import_vit as run
+    cfg, params = run(timm_dir, out_dir, image_size, in_channels)
+    click.echo(f"imported timm ViT ({cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} "
+               f"channels, {cfg.image_size}x{cfg.image_size}x{cfg.in_channels} images in "
+               f"{cfg.patch_size}x{cfg.patch_size} patches, {cfg.n_classes} classes, pool "
+               f"{cfg.pool}; {sum(p.size for p in params.values()):,} parameters) -> {out_dir}")
+
+
+@click.command("export-vit")
+@click.argument("run_dir")
+@click.option("--out", "out_dir", required=True, help="Folder for config.json + model.safetensors.")
+def export_vit(run_dir, out_dir):
+    """Write a ViT run as a timm folder (timm.create_model("local-dir:DIR", pretrained=True)
+    loads it). Needs the hf extra."""
+    from ..analysis.timm_vit import export_vit as run
+    run(run_dir, out_dir)
+    click.echo(f"wrote {out_dir}/config.json and {out_dir}/model.safetensors")
+
+
+COMMANDS = [inits, import_gpt2, export_gpt2, import_vit, export_vit]

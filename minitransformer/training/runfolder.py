@@ -15,6 +15,7 @@ writes, JSON, checkpoints (plain arrays, no pickle) and the metrics.jsonl trunca
 """
 from pathlib import Path
 from typing import NamedTuple
+import contextlib
 import datetime
 import json
 import math
@@ -70,13 +71,23 @@ def _umask():
 def _atomic_write(path, write):
     """Call write(file) on a temporary file in path's folder, fsync it and rename it over path,
     so a reader (or a process killed half-way) sees either the old file or the new one."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            write(f)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary file name in path's folder, for writers that take a name rather than a file
+    (the safetensors library): when the block ends without error the file is fsynced and
+    renamed over path; after an error it is removed."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
+        yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())                # mkstemp makes 0600; use the usual mode
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
