@@ -34,6 +34,9 @@ def _opt(flag, field, type_, text):
 TRAIN_OPTIONS = [
     ("--model", "model", str, "gpt | vit."),
     ("--data", "data", str, "gpt: a UTF-8 text file; vit: mnist | digits."),
+    ("--train-limit", "train_limit", int, "Train on the first N examples (vit) or characters "
+                                          "(gpt) of the training split only."),
+    ("--classes", "classes", str, "vit: keep only these labels, e.g. 0-4 or 5,7,9."),
     ("--seed", "seed", int, "Default of --init-seed and --data-seed."),
     ("--init-seed", "init_seed", int, "Seed of the initial weights (none = --seed)."),
     ("--data-seed", "data_seed", int, "Seed of the batches, evaluation and sampling "

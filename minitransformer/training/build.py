@@ -23,20 +23,23 @@ from .. import build_model
 from .. import init as _init
 from ..engine.config import GPTConfig, ViTConfig
 from ..engine.optim import AdamW, SGD
-from .data import load_dataset, get_text_batch, get_image_batch
+from .data import (load_dataset, get_text_batch, get_image_batch, parse_classes, subset_images,
+                   subset_text)
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"   # the bundled data sets
 
 
 def resolve_data(cfg):
-    """load_dataset() for cfg: a relative text path that does not exist here is also looked up
-    next to the package (so the bundled data/ works from any directory)."""
+    """load_dataset() for cfg, restricted by cfg.train_limit and cfg.classes: a relative text
+    path that does not exist here is also looked up next to the package (so the bundled data/
+    works from any directory)."""
     if cfg.model == "vit":
         data_dir = Path("data")
         if not any(data_dir.glob("t10k-*")) and not (data_dir / "digits.csv.gz").exists():
             data_dir = REPO_DATA
-        return load_dataset("vit", cfg.data, data_dir)
-    return load_dataset("gpt", str(data_path(cfg.data)))
+        classes = parse_classes(cfg.classes) if cfg.classes is not None else None
+        return subset_images(load_dataset("vit", cfg.data, data_dir), cfg.train_limit, classes)
+    return subset_text(load_dataset("gpt", str(data_path(cfg.data))), cfg.train_limit)
 
 
 def data_path(data):

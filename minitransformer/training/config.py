@@ -17,7 +17,7 @@ from ..engine.config import (GPTConfig, ViTConfig, NORMS, POOLS, check_choice,
 from ..engine.optim import SCHEDULES, get_lr
 from .. import init as _init
 from ..errors import ConfigError
-from .data import IMAGE_DATA
+from .data import IMAGE_DATA, parse_classes
 
 MODELS = ("gpt", "vit")
 OPTIMIZERS = ("adamw", "sgd")
@@ -35,6 +35,10 @@ class TrainConfig:
     # what to train
     model: str = "gpt"                  # "gpt" (character language model) or "vit" (classifier)
     data: str = "data/tinyshakespeare.txt"   # gpt: any UTF-8 text file; vit: "mnist" or "digits"
+    train_limit: int = None             # train on the first N examples (vit) / characters (gpt)
+                                        # of the training split only; None = all (data.py)
+    classes: str = None                 # vit: keep only these labels in both splits, "0-4" or
+                                        # "5,7,9"; None = all ten (data.py: parse_classes)
     # model shape
     n_layer: int = 4                    # L: transformer blocks
     n_head: int = 4                     # NH: attention heads
@@ -105,6 +109,12 @@ class TrainConfig:
             check_positive_int(name, getattr(self, name))
         if self.n_embd % self.n_head != 0:
             raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.train_limit is not None:
+            check_positive_int("train_limit", self.train_limit)
+        if self.classes is not None:
+            if self.model != "vit":
+                raise ConfigError("classes selects image labels: it needs --model vit")
+            parse_classes(self.classes)
         check_choice("norm", self.norm, NORMS)
         check_choice("pool", self.pool, POOLS)
         for name in ("rezero", "reinit_head", "allow_partial", "telemetry"):

@@ -23,7 +23,7 @@ import struct
 import zlib
 
 import numpy as np
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 
 SPLIT_SEED = 0           # fixed seed of the image train/validation permutation (not --seed)
@@ -316,6 +316,56 @@ def get_image_batch(images, labels, batch_size, rng):
     """
     idx = rng.integers(0, len(images), size=batch_size)   # (B,)
     return images[idx], labels[idx]
+
+
+def parse_classes(text):
+    """The labels named by --classes: "0-4" (a range, both ends included) or "5,7,9" ->
+    sorted tuple of ints in 0..9; anything else is one ConfigError line."""
+    bad = ConfigError(f"classes must be labels 0-9 as a range \"0-4\" or a list \"5,7,9\", "
+                      f"got {text!r}")
+    if not isinstance(text, str):
+        raise bad
+    try:
+        if "-" in text:
+            lo, hi = (int(p) for p in text.split("-"))
+            labels = list(range(lo, hi + 1))
+        else:
+            labels = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise bad from None
+    if not labels or min(labels) < 0 or max(labels) > 9 or len(set(labels)) != len(labels):
+        raise bad
+    return tuple(sorted(labels))
+
+
+def subset_images(ds, train_limit=None, classes=None):
+    """ds restricted to the labels in `classes` (both splits; labels keep their values, so a
+    model still has 10 outputs) and then to the first train_limit training examples (the split's
+    fixed order is already a random permutation, so this is a random subset that does not
+    depend on --seed). Too few examples left is a DataError."""
+    tx, ty, vx, vy = ds.train_x, ds.train_y, ds.val_x, ds.val_y
+    if classes is not None:
+        keep_t, keep_v = np.isin(ty, classes), np.isin(vy, classes)
+        tx, ty, vx, vy = tx[keep_t], ty[keep_t], vx[keep_v], vy[keep_v]
+    if train_limit is not None:
+        if train_limit > len(ty):
+            raise DataError(f"train_limit {train_limit} is more than the {len(ty)} training "
+                            f"examples available")
+        tx, ty = tx[:train_limit], ty[:train_limit]
+    if len(ty) == 0 or len(vy) == 0:
+        raise DataError("no examples left after the class selection")
+    return ImageDataset(tx, ty, vx, vy, ds.image_size, ds.in_channels, ds.n_classes)
+
+
+def subset_text(ds, train_limit=None):
+    """ds with only the first train_limit characters of its training split (vocabulary and
+    validation split unchanged)."""
+    if train_limit is None:
+        return ds
+    if train_limit > len(ds.train):
+        raise DataError(f"train_limit {train_limit} is more than the {len(ds.train)} training "
+                        f"characters available")
+    return TextDataset(ds.vocab, ds.stoi, ds.train[:train_limit], ds.val)
 
 
 def load_dataset(model, data=None, data_dir="data"):
