@@ -196,6 +196,14 @@ def test_bench_json(capsys):
                 "fraction_of_peak", "flops_formula"):
         assert key in r
     assert r["tokens_per_iter"] == 64 and r["gemm_peak_gflops"] > 0
+    # known values: 15,360 parameters (wte 2,080 + wpe 512 + block 12,704 + ln_f 64) and
+    # 6·14,848·4·16 + 12·1·32·16·4·16 = 6,094,848 FLOPs per iteration
+    assert r["n_params"] == 15_360 and r["gflop_per_iter"] == 0.0061
+    seconds = r["ms_median"] / 1e3
+    assert r["tokens_per_s"] == pytest.approx(64 / seconds, rel=1e-3)
+    assert r["gflops"] == pytest.approx(6_094_848 / seconds / 1e9, rel=1e-3, abs=0.006)
+    assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / r["gemm_peak_gflops"], rel=0.02,
+                                                  abs=1e-4)
 
 
 def test_torch_benchmark_script(tmp_path):

@@ -27,3 +27,18 @@ def test_quickstart_has_the_train_and_test_commands():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert 'pip install -q -e ".[test,ref]"' in ci and "python -m pytest -q" in ci
     assert ".ci/run` runs the second command with `.[test,ref]`" in " ".join(text.split())
+
+
+def test_claims_table_names_existing_tests():
+    """README's "What the tests measure" table: every row names at least one test, and every
+    named test exists (a `def test_...` in that file)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("### What the tests measure", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ") and not ln.startswith("| what")]
+    assert len(rows) >= 20, rows
+    for row in rows:
+        named = re.findall(r"`(tests/test_\w+\.py)::(test_\w+)`", row.rstrip(" |").rsplit(" | ", 1)[-1])
+        assert named, row
+        for path, name in named:
+            source = (ROOT / path).read_text(encoding="utf-8")
+            assert re.search(rf"^def {name}\(", source, re.M), f"{path}::{name} does not exist"

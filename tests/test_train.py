@@ -211,6 +211,13 @@ def test_resume_after_sigkill(tmp_path):
     same_checkpoints(ref, killed)
     assert metrics.read_bytes() == (ref / "metrics.jsonl").read_bytes()
     assert (killed / "telemetry.jsonl").read_bytes() == (ref / "telemetry.jsonl").read_bytes()
+    # summary.json: every number equal, except the clock's and the folder's name
+    clock = {"wall_time_s", "ms_per_iter", "telemetry_ms_per_record", "telemetry_overhead",
+             "out_dir"}
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (killed, ref))
+    assert a["status"] == "completed" and set(a) == set(b)
+    assert {k: v for k, v in a.items() if k not in clock} == \
+        {k: v for k, v in b.items() if k not in clock}
 
 
 def test_resume_without_checkpoint_starts_over(full_run, tmp_path):

@@ -1,0 +1,74 @@
+"""Values known in advance, where other tests check only that a key exists or a number is
+positive: the benchmark's FLOP count (README's 809,856 parameters and 3.996 GFLOP/iter), the
+coordinate check at init (closed-form mean |activation| and its slope against width), and a
+transfer run that starts exactly from the other run's weights."""
+import math
+
+import numpy as np
+import pytest
+
+from minitransformer import GPTConfig, build_model
+from minitransformer.analysis.bench import model_flops
+from minitransformer.measure.coordcheck import coordcheck, slope
+from minitransformer.training.loop import TrainConfig, run
+
+
+def test_bench_flops_of_the_default_gpt_by_hand():
+    """nanoGPT's CPU config (V 65, T 64, L 4, C 128, batch 12). Parameters: wte 65·128 = 8,320,
+    wpe 64·128 = 8,192, per block 4·128 (2 LN) + (128·384 + 384) + (128·128 + 128)
+    + (128·512 + 512) + (512·128 + 128) = 198,272, ln_f 256: 809,856 in all.
+    FLOPs = 6·(809,856 − 8,192)·12·64 + 12·4·128·64·12·64 = 3,694,067,712 + 301,989,888."""
+    cfg = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+    model = build_model(cfg)
+    n = sum(p.size for p in model.params.values())
+    assert n == 809_856
+    assert model_flops(cfg, n - model.params["wpe.weight"].size, 12) == 3_996_057_600
+
+
+MEAN_ABS = math.sqrt(2 / math.pi)        # E|z| of a standard normal
+
+
+def predicted_logits(C, V, scale):
+    """mean |logit| of a fresh GPT with N(0, 0.02²) tables and a tied head: ln_f's output has
+    norm √C, so a logit against another token's row is N(0, 0.02²C); against the input token's
+    own row (1 of V) it is about √C·‖wte_x‖²/‖wte_x + wpe_t‖ = 0.02·C/√2."""
+    return scale * ((V - 1) / V * 0.02 * math.sqrt(C) * MEAN_ABS + 0.02 * C / math.sqrt(2) / V)
+
+
+@pytest.mark.parametrize("init", ["gpt2", "mup"])
+def test_coordcheck_at_init_has_the_closed_form_values(init):
+    widths = (32, 64, 128)
+    res = coordcheck("gpt", init, widths, steps=0)
+    V = GPTConfig().vocab_size
+    # embed.out = wte[x] + wpe[t]: N(0, 2·0.02²) at every width
+    np.testing.assert_allclose(res["values"]["embed.out"]["0"], 0.02 * math.sqrt(2) * MEAN_ABS,
+                               rtol=0.03)
+    assert abs(res["slopes"]["embed.out"]) < 0.03
+    # logits: ~√C under gpt2; μP multiplies them by base/C = 32/C
+    scale = [1.0 if init == "gpt2" else 32 / C for C in widths]
+    want = [predicted_logits(C, V, s) for C, s in zip(widths, scale)]
+    np.testing.assert_allclose(res["values"]["logits"]["0"], want, rtol=0.05)
+    assert res["slopes"]["logits"] == pytest.approx(slope(widths, want), abs=0.05)
+    assert res["slopes"]["logits"] == pytest.approx(0.55 if init == "gpt2" else -0.45, abs=0.05)
+
+
+TINY = dict(model="gpt", n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=2,
+            eval_interval=0, eval_iters=2, checkpoint_interval=0, log_interval=1)
+
+
+def test_transfer_run_starts_from_the_other_runs_weights(tmp_path):
+    """B starts from A's weights (init_from) and makes one update at lr 3e-3/(W+1) with
+    W = 10⁶ warmup steps, a change of ~1e-9 per weight: its final validation loss is A's, on
+    the same validation batches (the evaluation stream depends only on the seed). The same run
+    without init_from is a fresh model, near ln V."""
+    (tmp_path / "a.txt").write_text("abcd" * 200)               # 4 characters
+    data = str(tmp_path / "a.txt")
+    a = run(TrainConfig.for_model(data=data, max_iters=30, warmup_iters=0, lr=3e-2, **TINY),
+            tmp_path / "A", progress=False)
+    still = dict(data=data, max_iters=1, warmup_iters=10 ** 6, lr=3e-3, **TINY)
+    b = run(TrainConfig.for_model(init_from=str(tmp_path / "A"), **still), tmp_path / "B",
+            progress=False)
+    fresh = run(TrainConfig.for_model(**still), tmp_path / "C", progress=False)
+    assert a["final_val_loss"] < 0.5 * math.log(4)               # A learned something
+    assert b["final_val_loss"] == pytest.approx(a["final_val_loss"], abs=1e-5)
+    assert fresh["final_val_loss"] == pytest.approx(math.log(4), abs=0.1)
