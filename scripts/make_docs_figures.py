@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from minitransformer.analysis import plots  # noqa: E402
-from minitransformer.measure import telemetry
+from minitransformer.analysis.replay import record_run  # noqa: E402
+from minitransformer.measure import telemetry  # noqa: E402
 from minitransformer.measure.coordcheck import coordcheck  # noqa: E402
 from minitransformer.measure.landscape import inspect_landscape  # noqa: E402
 from minitransformer.analysis.snapshot import load_snapshot  # noqa: E402
@@ -60,7 +61,7 @@ def train_missing(root):
               f"{time.time() - t:.0f} s", flush=True)
         if name in RUNS:
             t = time.time()
-            r = telemetry.record_run(out, every=10, sharpness_every=40)
+            r = record_run(out, every=10, sharpness_every=40)
             print(f"  telemetry replay: {r['records']} records, reproduces the checkpoint: "
                   f"{r['checked_against_checkpoint']}, {time.time() - t:.0f} s", flush=True)
 

@@ -15,23 +15,27 @@ ROOT = Path(__file__).resolve().parent.parent
 
 GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it for)])
     ("minitransformer", "the public API and the two bottom layers", [
-        ("__init__.py", "build_model: config + init scheme -> model; the public names"),
+        ("__init__.py", "the public facade: GPTConfig, ViTConfig, build_model (counts as the init layer)"),
         ("errors.py", "the user-facing errors under one base class (the CLI prints them in one line)"),
         ("runtime.py", "process settings (allocator, Numba threading, threads) applied by entry points"),
     ]),
     ("engine", "the math: no files, no process state", [
         ("config.py", "GPTConfig / ViTConfig: every field, its default, its check"),
+        ("names.py", "the one table of parameter names (GPT-2's, timm's) and their roles"),
         ("layers.py", "forward/backward pairs: linear, LayerNorm, GELU, embeddings, cross-entropy, patches, CLS, pooling, gate"),
         ("attention.py", "multi-head self-attention: qkv (B, T, 3C) -> (B, T, C), causal or not"),
         ("block.py", "the block in its pre / post / none forms, ReZero gate, skip multiplier; the stack of blocks"),
         ("gpt.py", "GPT: parameter table, forward, loss_and_grads (tied LM head)"),
         ("vit.py", "ViT: parameter table, forward, loss_and_grads (patches, CLS or mean pooling)"),
+        ("kinds.py", "GPT and ViT side by side: config, model, names, default init, inputs"),
+        ("generate.py", "drawing tokens from a GPT: temperature, top-k, inverse CDF"),
         ("kernels.py", "Numba kernels and their NumPy twins; which one is the fast path and why"),
         ("optim.py", "AdamW / SGD kernels, gradient clipping, learning-rate schedules"),
         ("gradcheck.py", "central differences in float64, relative errors, the model checks"),
     ]),
     ("init", "initialization schemes", [
         ("__init__.py", "every initialization scheme as a table of rules, with formula and paper"),
+        ("build.py", "build_model: config + init scheme -> model; the gradient check of a built model"),
         ("audit.py", "promised against measured std per tensor; the scheme listing"),
     ]),
     ("measure", "instruments on arrays and models", [
@@ -56,7 +60,8 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
     ]),
     ("analysis", "reads run folders to show them", [
         ("snapshot.py", "a run folder, checkpoint or fresh model as one object for the instruments"),
-        ("sample.py", "text generation from a trained GPT"),
+        ("sample.py", "text generation from a trained GPT's run folder"),
+        ("replay.py", "replay a run folder bit for bit to record its telemetry and sharpness"),
         ("inspect_grad.py", "one gradient element: backprop, float64 central difference, Adam state"),
         ("plots.py", "every picture"),
         ("tensorfile.py", "safetensors reading and writing through the library, with our checks"),

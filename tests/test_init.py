@@ -10,7 +10,7 @@ import pytest
 from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer import init as I
 from minitransformer.init.audit import audit, format_audit, coord_check
-from minitransformer.engine.gradcheck import check_config
+from minitransformer.init.build import check_config
 from minitransformer.engine.optim import AdamW, SGD
 
 GPT = GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=64)

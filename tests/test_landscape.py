@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
+from minitransformer.engine.names import TABLES, role
 from minitransformer.measure import landscape as LS
 from minitransformer.analysis.snapshot import load_snapshot
 from minitransformer.training.config import TrainConfig
@@ -28,7 +29,7 @@ def test_filter_normalized_direction():
     for name, p in model.params.items():
         if p.ndim < 2:
             assert not np.any(d[name]), name                 # biases, LayerNorm: no move
-        elif name in LS.EMBEDDING_TABLES:                    # rows are the filters
+        elif role(name) in TABLES:                           # rows are the filters
             np.testing.assert_allclose(np.linalg.norm(d[name], axis=1), np.linalg.norm(p, axis=1))
         else:                                                # output columns are the filters
             np.testing.assert_allclose(np.linalg.norm(d[name], axis=0), np.linalg.norm(p, axis=0))

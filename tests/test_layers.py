@@ -9,7 +9,8 @@ import pytest
 from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer.engine import layers as L
 from minitransformer.engine.attention import attention_forward, attention_backward
-from minitransformer.engine.block import GPT_NAMES, VIT_NAMES, block_forward, block_backward
+from minitransformer.engine.block import block_forward, block_backward
+from minitransformer.engine.names import GPT_NAMES, VIT_NAMES, pair
 from minitransformer.engine.gradcheck import LAYER_TOL, check_layer, well_conditioned
 
 
@@ -281,11 +282,11 @@ def block_setup(kind, norm, rezero, res_mult, seed=0):
     if kind == "gpt":
         cfg = GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=2, n_embd=6, norm=norm,
                         rezero=rezero, res_mult=res_mult)
-        prefix, names, causal = "h.0.", GPT_NAMES, True
+        prefix, names, causal = "h.0.", GPT_NAMES.block, True
     else:
         cfg = ViTConfig(image_size=4, patch_size=2, in_channels=1, n_classes=3, n_layer=1,
                         n_head=2, n_embd=6, norm=norm, rezero=rezero, res_mult=res_mult)
-        prefix, names, causal = "blocks.0.", VIT_NAMES, False
+        prefix, names, causal = "blocks.0.", VIT_NAMES.block, False
     model = build_model(cfg, seed=seed, dtype="float64")
     p = {k: v for k, v in model.params.items() if k.startswith(prefix)}
     well_conditioned(p, np.random.default_rng(seed))
@@ -327,7 +328,7 @@ def test_block_forward_matches_formula(kind, norm):
     g = p[prefix + "alpha"][0]
 
     def W(key):
-        return p[f"{prefix}{names[key]}.weight"], p[f"{prefix}{names[key]}.bias"]
+        return pair(p, prefix + getattr(names, key))
 
     def ln(z, key):
         w, b = W(key)

@@ -18,7 +18,8 @@ from minitransformer.engine import kernels
 from minitransformer.engine import block as block_mod
 from minitransformer.engine import gpt as gpt_mod
 from minitransformer.engine import vit as vit_mod
-from minitransformer.engine.gradcheck import MODEL_TOL, check_config, rel_error, well_conditioned
+from minitransformer.engine.gradcheck import MODEL_TOL, rel_error, well_conditioned
+from minitransformer.init.build import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

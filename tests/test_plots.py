@@ -9,7 +9,7 @@ import matplotlib  # noqa: F401  (the test extra installs it: these tests never 
 
 from minitransformer.analysis import plots  # noqa: E402
 from minitransformer.cli import main  # noqa: E402
-from minitransformer.measure.telemetry import record_run  # noqa: E402
+from minitransformer.analysis.replay import record_run  # noqa: E402
 from minitransformer.training.config import TrainConfig  # noqa: E402
 from minitransformer.training.loop import run  # noqa: E402
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from minitransformer import GPTConfig, build_model
-from minitransformer.analysis.sample import generate, sample_run, start_ids
+from minitransformer.analysis.sample import sample_run
+from minitransformer.engine.generate import generate, start_ids
 from minitransformer.training.config import TrainConfig
 from minitransformer.training.loop import run
 

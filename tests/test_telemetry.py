@@ -9,6 +9,7 @@ import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer.measure import telemetry
+from minitransformer.analysis.replay import record_run
 from minitransformer.engine.optim import AdamW, clip_grad_norm
 from minitransformer.training.config import TrainConfig
 from minitransformer.training.loop import run
@@ -110,7 +111,7 @@ def test_record_is_strict_json():
     rec = one_step(clip=1.0)[0]
     text = json.dumps(rec, allow_nan=False)
     assert json.loads(text) == rec
-    rec = telemetry._json_safe({"a": float("nan"), "b": [float("inf"), 1.0]})
+    rec = telemetry.json_safe({"a": float("nan"), "b": [float("inf"), 1.0]})
     assert rec == {"a": None, "b": [None, 1.0]}
 
 
@@ -139,7 +140,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_record_run_reproduces_the_checkpoint(tiny_run):
-    res = telemetry.record_run(tiny_run, every=4, sharpness_every=6)
+    res = record_run(tiny_run, every=4, sharpness_every=6)
     assert res["checked_against_checkpoint"] is True
     assert res["steps"] == 12 and res["records"] == 3
     recs = telemetry.read_jsonl(tiny_run / "telemetry.jsonl")
@@ -161,4 +162,4 @@ def test_record_run_detects_a_different_run(tiny_run, tmp_path):
     cfg["train"]["lr"] = 2e-3                        # not what produced the checkpoint
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="does not reproduce"):
-        telemetry.record_run(bad, every=4)
+        record_run(bad, every=4)

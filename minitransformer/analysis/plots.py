@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.kinds import kind_of
+from ..engine.names import GPT_NAMES, MATRICES, VIT_NAMES, block_prefix, role
 from ..measure.telemetry import read_jsonl
 from ..errors import ConfigError, MissingDependency, NotFound
 
@@ -169,8 +171,7 @@ def plot_update_ratios(runs, path):
 
 def _matrix_names(rec):
     """Telemetry tensors that are matrices (their weight norm is not a gain or bias)."""
-    return [n for n in rec["tensors"] if not n.endswith(("bias", "alpha", "cls_token"))
-            and ".ln_" not in n and ".norm" not in n and not n.startswith(("ln_f", "norm."))]
+    return [n for n in rec["tensors"] if role(n) in MATRICES or role(n) in ("embed", "pos")]
 
 
 def _heat(ax, fig, mat, steps, names, label, plt):
@@ -260,13 +261,13 @@ def plot_sharpness(run, path):
 # --------------------------------------------------------------------------------------------
 # Spectra vs Marchenko-Pastur
 
-def spectra_names(params):
+def spectra_names(model):
     """The matrices spectra.png shows: Q, fc and fc_proj of the first and the last block."""
-    pre = "h." if "h.0.attn.c_attn.weight" in params else "blocks."
-    names = ("attn.c_attn.weight[q]", "mlp.c_fc.weight", "mlp.c_proj.weight") if pre == "h." else \
-            ("attn.qkv.weight[q]", "mlp.fc1.weight", "mlp.fc2.weight")
-    last = max(int(n.split(".")[1]) for n in params if n.startswith(pre))
-    return [[f"{pre}{i}.{n}" for n in names] for i in sorted({0, last})]
+    names = kind_of(model).names
+    shown = (names.block.qkv + ".weight[q]", names.block.fc + ".weight",
+             names.block.fc_proj + ".weight")
+    last = model.cfg.n_layer - 1
+    return [[block_prefix(names, i) + n for n in shown] for i in sorted({0, last})]
 
 
 def _spectrum_panel(ax, w, color, label):
@@ -295,7 +296,7 @@ def plot_spectra(snap, path, init_params=None):
     plt = _plt()
     mats = dict(weight_matrices(snap.model.params))
     mats0 = dict(weight_matrices(init_params)) if init_params is not None else {}
-    grid = spectra_names(snap.model.params)
+    grid = spectra_names(snap.model)
     fig, axes = plt.subplots(len(grid), len(grid[0]), figsize=(13, 3.4 * len(grid)), squeeze=False)
     for r, row in enumerate(grid):
         for c, name in enumerate(row):
@@ -326,7 +327,7 @@ def plot_spectra(snap, path, init_params=None):
 def gpt_prompt_ids(snap, prompt=None, length=48):
     """The prompt as ids (cropped to block_size), or the first `length` characters of the
     validation text."""
-    from .sample import start_ids
+    from ..engine.generate import start_ids
     if prompt is None:
         ids = snap.data().val[:min(length, snap.model.cfg.block_size)]
     else:
@@ -345,7 +346,7 @@ def plot_attention_gpt(snap, path, prompt=None):
     T = len(ids)
     step = max(1, T // 16)
     for i in range(L):
-        probs = trace[f"h.{i}.attn.probs"][0]          # (NH, T, T)
+        probs = trace[block_prefix(GPT_NAMES, i) + "attn.probs"][0]     # (NH, T, T)
         for h in range(NH):
             ax = axes[i][h]
             im = ax.imshow(probs[h], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
@@ -379,7 +380,7 @@ def plot_attention_vit(snap, path, image_index=0):
     shown = img[..., 0] if img.shape[-1] == 1 else img
     gray = img.mean(axis=-1)                           # (H, W): the digit's outline (cyan)
     for i in range(L):
-        probs = trace[f"blocks.{i}.attn.probs"][0]     # (NH, N', N')
+        probs = trace[block_prefix(VIT_NAMES, i) + "attn.probs"][0]     # (NH, N', N')
         axes[i][0].imshow(shown, cmap="gray")
         axes[i][0].set_title(f"label {int(data.val_y[image_index])}" if i == 0 else "", fontsize=8)
         axes[i][0].set_ylabel(f"block {i}\nimage row (pixels)", fontsize=7)
@@ -542,7 +543,7 @@ def plot_runs(runs, out=None, prompt=None, image_index=0, landscape=False):
         snap = load_snapshot(run)
         init = snap.init_model().params
         written.append(plot_spectra(snap, out / f"{pre}spectra.png", init))
-        if snap.cfg.model == "gpt":
+        if kind_of(snap.model).inputs == "tokens":
             written.append(plot_attention_gpt(snap, out / f"{pre}attention.png", prompt))
         else:
             written.append(plot_attention_vit(snap, out / f"{pre}attention.png", image_index))

@@ -41,7 +41,8 @@ def cli():
 @click.option("--seed", type=int, default=0, show_default=True)
 def gradcheck(samples, seed):
     """Check every gradient of a tiny GPT and a tiny ViT against finite differences (float64)."""
-    from ..engine.gradcheck import tiny_models, check_config, format_rows
+    from ..engine.gradcheck import tiny_models, format_rows
+    from ..init.build import check_config
     failed = 0
     for title, cfg in tiny_models():
         rows = check_config(cfg, seed=seed, n_samples=samples)

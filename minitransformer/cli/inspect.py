@@ -9,8 +9,8 @@ from ..errors import ConfigError
 
 def _emit(result, as_json, fmt):
     if as_json:
-        from ..measure.telemetry import _json_safe
-        click.echo(json.dumps(_json_safe(result), allow_nan=False))
+        from ..measure.telemetry import json_safe
+        click.echo(json.dumps(json_safe(result), allow_nan=False))
     else:
         click.echo(fmt(result))
 
@@ -202,7 +202,7 @@ def grad_cmd(target, init, model, init_seed, norm, n_layer, n_embd, n_head, as_j
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def telemetry_cmd(run_dir, every, sharpness_every, as_json):
     """Replay a finished run bit for bit, writing telemetry.jsonl (and sharpness.jsonl)."""
-    from ..measure.telemetry import record_run
+    from ..analysis.replay import record_run
     res = record_run(run_dir, every, sharpness_every,
                      progress=None if as_json else lambda m: click.echo(m, err=True))
     _emit(res, as_json, _format_telemetry)

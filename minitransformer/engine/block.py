@@ -1,4 +1,4 @@
-"""The transformer block in its three forms (DESIGN.md section 4), shared by GPT and ViT.
+"""The transformer block in its three forms (docs/design.md#block-forms), shared by GPT and ViT.
 
 a = attention branch, m = MLP branch, g = alpha (ReZero gate) or 1, r = res_mult (1 unless a
 scheme such as DeepNet or Admin scales the skip path):
@@ -6,8 +6,8 @@ scheme such as DeepNet or Admin scales the skip path):
     post:  x = ln_1(r*x + g*a(x));   x = ln_2(r*x + g*m(x))
     none:  x = r*x + g*a(x);         x = r*x + g*m(x)
 
-Shapes: B batch, T tokens, C channels. Parameter names come from `names` (GPT-2's or timm's),
-under `prefix` ("h.3." or "blocks.3.").
+Shapes: B batch, T tokens, C channels. Parameter names come from `names` (a names.BlockNames:
+GPT-2's or timm's module names), under `prefix` ("h.3." or "blocks.3.").
 """
 from typing import NamedTuple
 
@@ -17,10 +17,7 @@ from .attention import attention_forward, attention_backward
 from .layers import (linear_forward, linear_backward, layernorm_forward, layernorm_backward,
                      gelu_forward, gelu_backward)
 
-GPT_NAMES = dict(ln_1="ln_1", qkv="attn.c_attn", proj="attn.c_proj", ln_2="ln_2",
-                 fc="mlp.c_fc", fc_proj="mlp.c_proj")
-VIT_NAMES = dict(ln_1="norm1", qkv="attn.qkv", proj="attn.proj", ln_2="norm2",
-                 fc="mlp.fc1", fc_proj="mlp.fc2")
+from .names import BLOCK_SLOTS, block_prefix, pair
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,8 +83,25 @@ class BlockCache(NamedTuple):
     m: np.ndarray          # MLP branch output before the gate, or None
 
 
+def block_param_shapes(prefix, names, cfg):
+    """{name: shape} of one block's parameters, in the order of BLOCK_SLOTS (LayerNorms absent
+    when norm="none"), then the ReZero gate alpha when rezero."""
+    C = cfg.n_embd
+    shapes = {}
+    slot_shapes = dict(ln_1=((C,), (C,)), qkv=((C, 3 * C), (3 * C,)), proj=((C, C), (C,)),
+                       ln_2=((C,), (C,)), fc=((C, 4 * C), (4 * C,)), fc_proj=((4 * C, C), (C,)))
+    for slot in BLOCK_SLOTS:
+        if slot in ("ln_1", "ln_2") and cfg.norm == "none":
+            continue
+        module = prefix + getattr(names, slot)
+        shapes[module + ".weight"], shapes[module + ".bias"] = slot_shapes[slot]
+    if cfg.rezero:
+        shapes[prefix + "alpha"] = (1,)
+    return shapes
+
+
 def _get(p, prefix, names, key):
-    return p[f"{prefix}{names[key]}.weight"], p[f"{prefix}{names[key]}.bias"]
+    return pair(p, prefix + getattr(names, key))
 
 
 def block_forward(x, p, prefix, names, cfg, causal, trace=None):
@@ -134,8 +148,8 @@ def block_backward(dout, cache, prefix, names, cfg, p, grads, acts=None):
     dalpha = 0.0
 
     def put(key, dw, db):
-        grads[f"{prefix}{names[key]}.weight"] = dw
-        grads[f"{prefix}{names[key]}.bias"] = db
+        module = prefix + getattr(names, key)
+        grads[module + ".weight"], grads[module + ".bias"] = dw, db
 
     dx2 = dout
     if norm == "post":
@@ -175,26 +189,29 @@ def block_backward(dout, cache, prefix, names, cfg, p, grads, acts=None):
 
 
 # --------------------------------------------------------------------------------------------
-# The stack of L blocks, with the trace and activation-gradient names of DESIGN.md:
+# The stack of L blocks, with the trace and activation-gradient names of docs/design.md#traces:
 # "{prefix}{i}.out", "{prefix}{i}.attn.scores", ... where prefix is "h." (GPT) or "blocks." (ViT).
+# `names` is the model's names.ModelNames.
 
-def trunk_forward(x, p, prefix, names, cfg, causal, trace=None):
+def trunk_forward(x, p, names, cfg, causal, trace=None):
     caches = []
     for i in range(cfg.n_layer):
+        pre = block_prefix(names, i)
         t = {} if trace is not None else None
-        x, c = block_forward(x, p, f"{prefix}{i}.", names, cfg, causal, t)
+        x, c = block_forward(x, p, pre, names.block, cfg, causal, t)
         if trace is not None:
-            trace.update({f"{prefix}{i}.{k}": v for k, v in t.items()})
+            trace.update({pre + k: v for k, v in t.items()})
         caches.append(c)
     return x, caches
 
 
-def trunk_backward(dx, caches, p, prefix, names, cfg, grads, acts=None):
+def trunk_backward(dx, caches, p, names, cfg, grads, acts=None):
     for i in reversed(range(cfg.n_layer)):
+        pre = block_prefix(names, i)
         a = {} if acts is not None else None
         if acts is not None:
-            acts[f"{prefix}{i}.out"] = dx              # gradient w.r.t. the block's output
-        dx = block_backward(dx, caches[i], f"{prefix}{i}.", names, cfg, p, grads, a)
+            acts[pre + "out"] = dx                     # gradient w.r.t. the block's output
+        dx = block_backward(dx, caches[i], pre, names.block, cfg, p, grads, a)
         if acts is not None:
-            acts.update({f"{prefix}{i}.{k}": v for k, v in a.items()})
+            acts.update({pre + k: v for k, v in a.items()})
     return dx

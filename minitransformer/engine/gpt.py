@@ -7,35 +7,27 @@ Shapes: B batch, T tokens, C channels, V vocabulary, L layers.
 """
 import numpy as np
 
-from .block import GPT_NAMES, trunk_forward, trunk_backward
+from .block import block_param_shapes, trunk_forward, trunk_backward
 from .layers import (embedding_forward, embedding_backward, layernorm_forward, layernorm_backward,
                      cross_entropy_forward, cross_entropy_backward)
+from .names import GPT_NAMES as NAMES, block_prefix, pair, weight_bias
 from ..errors import ConfigError
 
 
 def param_shapes(cfg):
-    """Every parameter name (Hugging Face GPT-2's) and its shape, in a fixed order."""
+    """Every parameter name (Hugging Face GPT-2's, from names.GPT_NAMES) and its shape, in a fixed
+    order: wte.weight (V, C), wpe.weight (block_size, C), the blocks h.{i}.*, ln_f (pre-LN only)."""
     C, V = cfg.n_embd, cfg.vocab_size
-    shapes = {"wte.weight": (V, C), "wpe.weight": (cfg.block_size, C)}
+    shapes = {NAMES.embed: (V, C), NAMES.pos: (cfg.block_size, C)}
     for i in range(cfg.n_layer):
-        h = f"h.{i}."
-        if cfg.norm != "none":
-            shapes[h + "ln_1.weight"], shapes[h + "ln_1.bias"] = (C,), (C,)
-        shapes[h + "attn.c_attn.weight"], shapes[h + "attn.c_attn.bias"] = (C, 3 * C), (3 * C,)
-        shapes[h + "attn.c_proj.weight"], shapes[h + "attn.c_proj.bias"] = (C, C), (C,)
-        if cfg.norm != "none":
-            shapes[h + "ln_2.weight"], shapes[h + "ln_2.bias"] = (C,), (C,)
-        shapes[h + "mlp.c_fc.weight"], shapes[h + "mlp.c_fc.bias"] = (C, 4 * C), (4 * C,)
-        shapes[h + "mlp.c_proj.weight"], shapes[h + "mlp.c_proj.bias"] = (4 * C, C), (C,)
-        if cfg.rezero:
-            shapes[h + "alpha"] = (1,)
+        shapes.update(block_param_shapes(block_prefix(NAMES, i), NAMES.block, cfg))
     if cfg.norm == "pre":
-        shapes["ln_f.weight"], shapes["ln_f.bias"] = (C,), (C,)
+        shapes.update(zip(weight_bias(NAMES.final_norm), [(C,), (C,)]))
     return shapes
 
 
 class GPT:
-    """`params` is the live state: the arrays in it are the model (see DESIGN.md section 3)."""
+    """`params` is the live state: the arrays in it are the model (docs/design.md#public-api)."""
 
     def __init__(self, cfg, params):
         self.cfg = cfg
@@ -55,14 +47,14 @@ class GPT:
 
     def _forward(self, idx, trace=None):
         p, cfg = self.params, self.cfg
-        x, c_emb = embedding_forward(idx, p["wte.weight"], p["wpe.weight"])     # (B, T) -> (B, T, C)
+        x, c_emb = embedding_forward(idx, p[NAMES.embed], p[NAMES.pos])     # (B, T) -> (B, T, C)
         if trace is not None:
             trace["embed.out"] = x
-        x, c_blocks = trunk_forward(x, p, "h.", GPT_NAMES, cfg, True, trace)
+        x, c_blocks = trunk_forward(x, p, NAMES, cfg, True, trace)
         c_lnf = None
         if cfg.norm == "pre":
-            x, c_lnf = layernorm_forward(x, p["ln_f.weight"], p["ln_f.bias"], cfg.ln_eps)
-        logits = x @ p["wte.weight"].T                 # (B, T, C) @ (C, V) -> (B, T, V), tied head
+            x, c_lnf = layernorm_forward(x, *pair(p, NAMES.final_norm), cfg.ln_eps)
+        logits = x @ p[NAMES.embed].T             # (B, T, C) @ (C, V) -> (B, T, V), tied head
         if cfg.logit_scale != 1.0:
             logits *= cfg.logit_scale
         return logits, (c_emb, c_blocks, c_lnf, x)
@@ -94,15 +86,16 @@ class GPT:
         # forward: logits = x @ wte.T  =>  dx = dlogits @ wte,  dwte_head = dlogits.T @ x
         B, T, V = dlogits.shape
         dwte_head = dlogits.reshape(B * T, V).T @ xf.reshape(B * T, -1)        # (V, C)
-        dx = dlogits @ p["wte.weight"]                 # (B, T, V) @ (V, C) -> (B, T, C)
+        dx = dlogits @ p[NAMES.embed]             # (B, T, V) @ (V, C) -> (B, T, C)
         if cfg.norm == "pre":
-            dx, grads["ln_f.weight"], grads["ln_f.bias"] = layernorm_backward(dx, c_lnf)
+            dx, *dln = layernorm_backward(dx, c_lnf)
+            grads.update(zip(weight_bias(NAMES.final_norm), dln))
         dacts = {} if act_grads else None
-        dx = trunk_backward(dx, c_blocks, p, "h.", GPT_NAMES, cfg, grads, dacts)
+        dx = trunk_backward(dx, c_blocks, p, NAMES, cfg, grads, dacts)
         if act_grads:
             dacts["embed.out"] = dx
-        dwte, grads["wpe.weight"] = embedding_backward(dx, c_emb)
+        dwte, grads[NAMES.pos] = embedding_backward(dx, c_emb)
         dwte += dwte_head                              # tied weight: embedding + LM-head gradients
-        grads["wte.weight"] = dwte
+        grads[NAMES.embed] = dwte
         grads = {name: grads[name] for name in p}      # the order of params
         return (loss, grads, dacts) if act_grads else (loss, grads)

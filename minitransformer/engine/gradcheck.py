@@ -11,6 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .config import GPTConfig, ViTConfig
+from .kinds import kind_of
+
 EPS = 1e-5          # float64: truncation O(ε²) and round-off O(1e-16/ε) both near 1e-10
 LAYER_TOL = 1e-7
 MODEL_TOL = 1e-6
@@ -148,7 +151,6 @@ def format_rows(rows, title=None):
 
 def tiny_models():
     """The models `python cli.py gradcheck` checks: a tiny GPT and a tiny ViT (float64)."""
-    from .. import GPTConfig, ViTConfig
     return [
         ("GPT (pre-LN, tiny)", GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)),
         ("ViT (pre-LN, cls pooling, tiny)", ViTConfig(image_size=8, patch_size=4, in_channels=1,
@@ -156,21 +158,19 @@ def tiny_models():
     ]
 
 
-def check_config(cfg, init=None, seed=0, n_samples=None, batch=3):
-    """Build cfg in float64 with well-conditioned random parameters and check every tensor."""
-    from .. import build_model
+def check_built(model, seed=0, n_samples=None, batch=3):
+    """Check every tensor of a float64 model (built by any init scheme) after redrawing its
+    parameters well-conditioned (init.build.check_config builds and calls this)."""
     rng = np.random.default_rng(seed)
-    model = build_model(cfg, init=init, seed=seed, dtype="float64")
     well_conditioned(model.params, rng)
-    x, y = random_batch(cfg, batch, rng)
+    x, y = random_batch(model.cfg, batch, rng)
     return check_model(model, x, y, n_samples=n_samples, seed=seed)
 
 
 def random_batch(cfg, batch, rng):
     """Random inputs and targets for a model config: token ids (B, T) for a GPT, images
     (B, H, W, Cin) in [0, 1) for a ViT."""
-    from .. import GPTConfig
-    if isinstance(cfg, GPTConfig):
+    if kind_of(cfg).inputs == "tokens":
         x = rng.integers(0, cfg.vocab_size, (batch, cfg.block_size))
         y = rng.integers(0, cfg.vocab_size, (batch, cfg.block_size))
     else:

@@ -9,41 +9,34 @@ K classes.
 """
 import numpy as np
 
-from .block import VIT_NAMES, trunk_forward, trunk_backward
+from .block import block_param_shapes, trunk_forward, trunk_backward
 from .layers import (patch_embed_forward, patch_embed_backward, cls_forward, cls_backward,
                      add_pos_forward, add_pos_backward, layernorm_forward, layernorm_backward,
                      pool_forward, pool_backward, linear_forward, linear_backward,
                      cross_entropy_forward, cross_entropy_backward)
+from .names import VIT_NAMES as NAMES, block_prefix, pair, weight_bias
 from ..errors import ConfigError
 
 
 def param_shapes(cfg):
-    """Every parameter name (timm's) and its shape, in a fixed order."""
+    """Every parameter name (timm's, from names.VIT_NAMES) and its shape, in a fixed order:
+    patch_embed (P*P*Cin, C), cls_token (cls pooling only), pos_embed (N', C), the blocks
+    blocks.{i}.*, norm (pre-LN only), head (C, K)."""
     C, P, Cin = cfg.n_embd, cfg.patch_size, cfg.in_channels
-    shapes = {"patch_embed.weight": (P * P * Cin, C), "patch_embed.bias": (C,)}
+    shapes = dict(zip(weight_bias(NAMES.patch), [(P * P * Cin, C), (C,)]))
     if cfg.pool == "cls":
-        shapes["cls_token"] = (C,)
-    shapes["pos_embed"] = (cfg.n_tokens, C)
+        shapes[NAMES.cls] = (C,)
+    shapes[NAMES.pos] = (cfg.n_tokens, C)
     for i in range(cfg.n_layer):
-        b = f"blocks.{i}."
-        if cfg.norm != "none":
-            shapes[b + "norm1.weight"], shapes[b + "norm1.bias"] = (C,), (C,)
-        shapes[b + "attn.qkv.weight"], shapes[b + "attn.qkv.bias"] = (C, 3 * C), (3 * C,)
-        shapes[b + "attn.proj.weight"], shapes[b + "attn.proj.bias"] = (C, C), (C,)
-        if cfg.norm != "none":
-            shapes[b + "norm2.weight"], shapes[b + "norm2.bias"] = (C,), (C,)
-        shapes[b + "mlp.fc1.weight"], shapes[b + "mlp.fc1.bias"] = (C, 4 * C), (4 * C,)
-        shapes[b + "mlp.fc2.weight"], shapes[b + "mlp.fc2.bias"] = (4 * C, C), (C,)
-        if cfg.rezero:
-            shapes[b + "alpha"] = (1,)
+        shapes.update(block_param_shapes(block_prefix(NAMES, i), NAMES.block, cfg))
     if cfg.norm == "pre":
-        shapes["norm.weight"], shapes["norm.bias"] = (C,), (C,)
-    shapes["head.weight"], shapes["head.bias"] = (C, cfg.n_classes), (cfg.n_classes,)
+        shapes.update(zip(weight_bias(NAMES.final_norm), [(C,), (C,)]))
+    shapes.update(zip(weight_bias(NAMES.head), [(C, cfg.n_classes), (cfg.n_classes,)]))
     return shapes
 
 
 class ViT:
-    """`params` is the live state: the arrays in it are the model (see DESIGN.md section 3)."""
+    """`params` is the live state: the arrays in it are the model (docs/design.md#public-api)."""
 
     def __init__(self, cfg, params):
         self.cfg = cfg
@@ -56,24 +49,24 @@ class ViT:
         if img.ndim != 4 or img.shape[1:] != want:
             raise ConfigError(f"ViT input must have shape (B, {want[0]}, {want[1]}, {want[2]}), "
                              f"got {img.shape}")
-        dtype = self.params["pos_embed"].dtype
+        dtype = self.params[NAMES.pos].dtype
         return img.astype(dtype, copy=False)
 
     def _forward(self, img, trace=None):
         p, cfg = self.params, self.cfg
-        x, c_patch = patch_embed_forward(img, p["patch_embed.weight"], p["patch_embed.bias"],
-                                         cfg.patch_size)             # (B, H, W, Cin) -> (B, N, C)
+        # (B, H, W, Cin) -> (B, N, C)
+        x, c_patch = patch_embed_forward(img, *pair(p, NAMES.patch), cfg.patch_size)
         if cfg.pool == "cls":
-            x, _ = cls_forward(x, p["cls_token"])      # (B, N, C) -> (B, N+1, C)
-        x, _ = add_pos_forward(x, p["pos_embed"])
+            x, _ = cls_forward(x, p[NAMES.cls])  # (B, N, C) -> (B, N+1, C)
+        x, _ = add_pos_forward(x, p[NAMES.pos])
         if trace is not None:
             trace["embed.out"] = x
-        x, c_blocks = trunk_forward(x, p, "blocks.", VIT_NAMES, cfg, False, trace)
+        x, c_blocks = trunk_forward(x, p, NAMES, cfg, False, trace)
         c_norm = None
         if cfg.norm == "pre":
-            x, c_norm = layernorm_forward(x, p["norm.weight"], p["norm.bias"], cfg.ln_eps)
+            x, c_norm = layernorm_forward(x, *pair(p, NAMES.final_norm), cfg.ln_eps)
         pooled, c_pool = pool_forward(x, cfg.pool)     # (B, N', C) -> (B, C)
-        logits, c_head = linear_forward(pooled, p["head.weight"], p["head.bias"])  # (B, C) -> (B, K)
+        logits, c_head = linear_forward(pooled, *pair(p, NAMES.head))  # (B, C) -> (B, K)
         if cfg.logit_scale != 1.0:
             logits *= cfg.logit_scale
         return logits, (c_patch, c_blocks, c_norm, c_pool, c_head)
@@ -102,17 +95,20 @@ class ViT:
         dlogits = cross_entropy_backward(1.0, c_xent)  # (B, K)
         if cfg.logit_scale != 1.0:
             dlogits = dlogits * cfg.logit_scale
-        dpooled, grads["head.weight"], grads["head.bias"] = linear_backward(dlogits, c_head)
+        dpooled, *dhead = linear_backward(dlogits, c_head)
+        grads.update(zip(weight_bias(NAMES.head), dhead))
         dx = pool_backward(dpooled, c_pool)            # (B, C) -> (B, N', C)
         if cfg.norm == "pre":
-            dx, grads["norm.weight"], grads["norm.bias"] = layernorm_backward(dx, c_norm)
+            dx, *dln = layernorm_backward(dx, c_norm)
+            grads.update(zip(weight_bias(NAMES.final_norm), dln))
         dacts = {} if act_grads else None
-        dx = trunk_backward(dx, c_blocks, p, "blocks.", VIT_NAMES, cfg, grads, dacts)
+        dx = trunk_backward(dx, c_blocks, p, NAMES, cfg, grads, dacts)
         if act_grads:
             dacts["embed.out"] = dx
-        dx, grads["pos_embed"] = add_pos_backward(dx, None)
+        dx, grads[NAMES.pos] = add_pos_backward(dx, None)
         if cfg.pool == "cls":
-            dx, grads["cls_token"] = cls_backward(dx, None)
-        _, grads["patch_embed.weight"], grads["patch_embed.bias"] = patch_embed_backward(dx, c_patch)
+            dx, grads[NAMES.cls] = cls_backward(dx, None)
+        _, *dpatch = patch_embed_backward(dx, c_patch)
+        grads.update(zip(weight_bias(NAMES.patch), dpatch))
         grads = {name: grads[name] for name in p}      # the order of params
         return (loss, grads, dacts) if act_grads else (loss, grads)

@@ -27,6 +27,9 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+
+from ..engine.kinds import kind_of
+from ..engine.names import HIDDEN, MATRICES, TABLES, fans, role
 from ..errors import ConfigError
 
 SCHEMES = {}
@@ -54,50 +57,19 @@ class InitOptions:
             raise ConfigError(f"impulse_k must be an odd positive integer (3 or 5 usually), got {self.impulse_k!r}")
 
 
+def check_scheme(init):
+    """The one check of a scheme name: an unknown one is a ConfigError listing the choices."""
+    if init not in SCHEMES:
+        raise ConfigError(f"unknown init {init!r}; choose one of: {', '.join(sorted(SCHEMES))}")
+    return init
+
+
 def scheme(name, formula, reference):
     """Register an init function under `name` with a one-line formula and its reference."""
     def register(fn):
         SCHEMES[name] = dict(fn=fn, formula=formula, reference=reference)
         return fn
     return register
-
-
-# --------------------------------------------------------------------------------------------
-# What a tensor is.
-
-_ROLES = (  # (name suffix, role); the first match wins
-    ("wte.weight", "embed"), ("wpe.weight", "pos"), ("pos_embed", "pos"), ("cls_token", "cls"),
-    ("patch_embed.weight", "patch"), ("head.weight", "head"),
-    ("attn.c_attn.weight", "qkv"), ("attn.qkv.weight", "qkv"),
-    ("attn.c_proj.weight", "proj"), ("attn.proj.weight", "proj"),
-    ("mlp.c_fc.weight", "fc"), ("mlp.fc1.weight", "fc"),
-    ("mlp.c_proj.weight", "fc_proj"), ("mlp.fc2.weight", "fc_proj"),
-    ("alpha", "alpha"),
-)
-MATRICES = ("qkv", "proj", "fc", "fc_proj", "patch", "head")   # --init-scale multiplies these
-TABLES = ("embed", "pos", "cls")
-HIDDEN = ("qkv", "proj", "fc", "fc_proj")                       # width x width: muP's hidden
-
-
-def role(name):
-    """What a parameter is, from its GPT-2 or timm name: embed, pos, cls, patch, head, qkv,
-    proj (attention output), fc, fc_proj (MLP output), alpha, norm_weight, norm_bias or bias."""
-    for suffix, r in _ROLES:
-        if name.endswith(suffix):
-            return r
-    if "ln_" in name or "norm" in name:
-        return "norm_weight" if name.endswith("weight") else "norm_bias"
-    return "bias"
-
-
-def fans(name, shape):
-    """(fan_in, fan_out) of the logical matrix; (None, None) for vectors. The fused qkv (C, 3C)
-    holds three C x C matrices, so its fans are (C, C)."""
-    if len(shape) != 2:
-        return None, None
-    if role(name) == "qkv":
-        return shape[0], shape[1] // 3
-    return shape[0], shape[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,8 +211,9 @@ def sample(rule, shape, rng):
 # --------------------------------------------------------------------------------------------
 # Building blocks the schemes share.
 
-def _is_vit(cfg):
-    return hasattr(cfg, "patch_size")
+def _on_images(cfg):
+    """True for a model whose inputs are images (a grid of patches): the ViT."""
+    return kind_of(cfg).inputs == "images"
 
 
 def _vectors(shapes, alpha=1.0):
@@ -258,16 +231,10 @@ def _vectors(shapes, alpha=1.0):
 
 
 def _default_tables(cfg, shapes):
-    """The model's own embedding tables: GPT-2's N(0, 0.02^2) for wte and wpe; timm's
-    trunc_normal(0.02) pos_embed and N(0, 1e-6^2) cls_token for ViT."""
-    rules = {}
-    for name in shapes:
-        r = role(name)
-        if r == "cls":
-            rules[name] = normal(1e-6, "1e-6")
-        elif r in ("embed", "pos"):
-            rules[name] = trunc_normal_rule(0.02, "0.02") if _is_vit(cfg) else normal(0.02, "0.02")
-    return rules
+    """The model's own embedding tables: those of its default scheme (GPT-2's N(0, 0.02^2) for
+    wte and wpe; timm's trunc_normal(0.02) pos_embed and N(0, 1e-6^2) cls_token for ViT)."""
+    rules = _model_default(cfg, shapes, None, None)    # gpt2 and vit draw nothing while planning
+    return {name: rule for name, rule in rules.items() if role(name) in TABLES}
 
 
 def _matrices(shapes, roles=MATRICES):
@@ -298,8 +265,8 @@ def _fan_scheme(cfg, shapes, rule_fn):
 
 
 def _model_default(cfg, shapes, rng, opts):
-    """The rules of the model's default scheme: gpt2 for GPT, vit for ViT."""
-    return (vit if _is_vit(cfg) else gpt2)(cfg, shapes, rng, opts)
+    """The rules of the model's default scheme (engine.kinds: gpt2 for GPT, vit for ViT)."""
+    return SCHEMES[kind_of(cfg).default_init]["fn"](cfg, shapes, rng, opts)
 
 
 def _as_qkv(rule):
@@ -690,7 +657,7 @@ def structured(cfg, shapes, rng, opts):
     those maps (fit_impulse). As in the official code (init_once) the fit is done once and every
     layer gets the same Q and K. Everything else is timm's default (vit); prepare_config sets
     pool="mean"."""
-    if not _is_vit(cfg):
+    if not _on_images(cfg):
         raise ConfigError("init 'structured' is for ViT models: it needs a 2-D grid of patches")
     rules = vit(cfg, shapes, rng, opts)
     pos_rule = rules["pos_embed"]
@@ -726,7 +693,7 @@ def _needs(cfg, init, opts):
     if init == "mup":
         return dict(attn_scale=1.0 / cfg.head_size, logit_scale=1.0 / mup_width_mult(cfg, opts))
     if init == "structured":
-        if not _is_vit(cfg):
+        if not _on_images(cfg):
             raise ConfigError("init 'structured' is for ViT models: it needs a 2-D grid of patches")
         return dict(pool="mean")
     return {}
@@ -737,8 +704,7 @@ def prepare_config(cfg, init, explicit=(), opts=None):
     `explicit` as the user set them. Returns (cfg, list of warning strings): one warning per
     explicit field that differs from what the scheme needs. opts: the InitOptions the model will
     be built with (mup reads base_width from it)."""
-    if init not in SCHEMES:
-        raise ConfigError(f"unknown init {init!r}; choose one of: {', '.join(sorted(SCHEMES))}")
+    check_scheme(init)
     changes, warnings = {}, []
     for field, want in _needs(cfg, init, opts).items():
         have = getattr(cfg, field)
@@ -764,8 +730,7 @@ def lr_multipliers(cfg, init, params, opts=None):
 def plan(cfg, shapes, init, rng, opts=None):
     """The rule of every tensor for scheme `init`, with opts.init_scale applied to the weight
     matrices. Fitting schemes (mimetic, structured) draw from rng here."""
-    if init not in SCHEMES:
-        raise ConfigError(f"unknown init {init!r}; choose one of: {', '.join(sorted(SCHEMES))}")
+    check_scheme(init)
     opts = opts or InitOptions()
     rules = SCHEMES[init]["fn"](cfg, shapes, rng, opts)
     missing = [name for name in shapes if name not in rules]

@@ -25,7 +25,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import init as _init
+from ..engine.gradcheck import random_batch
+from ..engine.kinds import kind_named, kind_of
+from ..engine.names import fans, role
+from ..engine.optim import AdamW
 from ..errors import ConfigError
+from .build import build_model
 
 Z_TOL = 4.0          # flag beyond 4 standard errors: ~6e-5 false alarms per tensor
 EXACT_TOL = 1e-5     # relative, for rules whose rms is exact (float32 rounding is ~6e-8)
@@ -86,7 +91,7 @@ def audit_params(params, rules):
     rows = []
     for name, p in params.items():
         rule = rules[name]
-        fi, fo = _init.fans(name, p.shape)
+        fi, fo = fans(name, p.shape)
         if isinstance(rule, _init.QKV) and not _same_promise(list(rule)):
             C = p.shape[1] // 3
             for j, (part, r) in enumerate(zip("qkv", rule)):
@@ -102,10 +107,9 @@ def audit_params(params, rules):
 def audit(cfg, init, seed=0, opts=None, dtype="float64", explicit=()):
     """Prepare cfg for `init` (prepare_config), draw the model's parameters exactly as
     build_model(cfg, init, seed, dtype) would, and audit them. Returns (cfg, rows, warnings)."""
-    from ..engine import gpt, vit
     opts = opts or _init.InitOptions()
     cfg, warnings = _init.prepare_config(cfg, init, explicit, opts)
-    shapes = (vit if hasattr(cfg, "patch_size") else gpt).param_shapes(cfg)
+    shapes = kind_of(cfg).param_shapes(cfg)
     rng = np.random.default_rng(seed)
     rules = _init.plan(cfg, shapes, init, rng, opts)
     params = _init.draw(rules, shapes, rng)
@@ -151,9 +155,6 @@ def coord_check(cfgs, init, steps=3, lr=1e-2, seed=0, batch=4, opts=None):
     (weight decay 0, μP's LR multipliers when the scheme has them) on one fixed random batch.
     Returns {n_embd: {step: {module: mean |x|}}}. Under μP every curve is flat in width; under
     the standard parametrization the logits (and, after updates, the blocks) grow with width."""
-    from .. import build_model
-    from ..engine.gradcheck import random_batch
-    from ..engine.optim import AdamW
     opts = opts or _init.InitOptions()
     out = {}
     for cfg in cfgs:
@@ -192,12 +193,8 @@ def show(model, init, fields, seed=0, opts=None):
     """The audit of scheme `init` on a `model` ("gpt" or "vit") whose config differs from the
     defaults by `fields` (these count as set by the user: prepare_config keeps them and warns).
     Returns (text, number of broken promises)."""
-    from .. import GPTConfig, ViTConfig
-    if model not in ("gpt", "vit"):
-        raise ConfigError(f"model must be gpt or vit, got {model!r}")
-    if init not in _init.SCHEMES:
-        raise ConfigError(f"unknown init {init!r}; choose one of: {', '.join(sorted(_init.SCHEMES))}")
-    cls = GPTConfig if model == "gpt" else ViTConfig
+    cls = kind_named(model).config
+    _init.check_scheme(init)
     known = set(cls.__dataclass_fields__)
     unknown = sorted(set(fields) - known)
     if unknown:
@@ -213,7 +210,7 @@ def show(model, init, fields, seed=0, opts=None):
     if mult:
         groups = {}
         for name, m in mult.items():
-            groups.setdefault(m, []).append(_init.role(name))
+            groups.setdefault(m, []).append(role(name))
         title.append("  Adam LR multipliers: " + "; ".join(
             f"x{m:g} for {', '.join(sorted(set(roles)))}" for m, roles in sorted(groups.items())))
     text = "\n".join([f"warning: {w}" for w in warnings] + title + ["", format_audit(rows)])

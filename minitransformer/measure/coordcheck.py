@@ -19,8 +19,8 @@ which vanishes harmlessly as the updates take over.
 
 import numpy as np
 
-from .. import GPTConfig, ViTConfig
-from .. import init as _init
+from ..engine.kinds import kind_named
+from ..init import InitOptions, check_scheme
 from ..init.audit import coord_check
 from ..errors import ConfigError
 
@@ -35,8 +35,7 @@ def slope(widths, values):
 
 def model_configs(model, widths, n_layer=2, n_head=4):
     """The configs of one model at each width (everything else at the model's defaults)."""
-    if model not in ("gpt", "vit"):
-        raise ConfigError(f"model must be gpt or vit, got {model!r}")
+    cls = kind_named(model).config
     widths = [int(w) for w in widths]
     if len(widths) < 2:
         raise ConfigError("a coordinate check needs at least two widths")
@@ -45,7 +44,6 @@ def model_configs(model, widths, n_layer=2, n_head=4):
     for w in widths:
         if w <= 0 or w % n_head:
             raise ConfigError(f"width {w} is not a positive multiple of n_head ({n_head})")
-    cls = GPTConfig if model == "gpt" else ViTConfig
     return [cls(n_layer=n_layer, n_head=n_head, n_embd=w) for w in widths]
 
 
@@ -54,13 +52,11 @@ def coordcheck(model="gpt", init=None, widths=(32, 64, 128), steps=3, n_layer=2,
     """{"widths", "steps", "modules", "values": {module: {str(step): [mean|x| per width]}},
         "slopes": {module: slope after the last step}, "max_slope", "flat" (max_slope < FLAT),
         "shrinking": [modules with slope < -FLAT]}."""
-    init = init or ("gpt2" if model == "gpt" else "vit")
-    if init not in _init.SCHEMES:
-        raise ConfigError(f"unknown init {init!r}; choose one of: {', '.join(sorted(_init.SCHEMES))}")
+    init = check_scheme(init or kind_named(model).default_init)
     if isinstance(steps, bool) or int(steps) != steps or steps < 0:
         raise ConfigError(f"steps must be an integer >= 0, got {steps!r}")
     cfgs = model_configs(model, widths, n_layer, n_head)
-    opts = _init.InitOptions(base_width=cfgs[0].n_embd)
+    opts = InitOptions(base_width=cfgs[0].n_embd)
     raw = coord_check(cfgs, init, steps=steps, lr=lr, seed=seed, batch=batch, opts=opts)
     ws = sorted(raw)
     modules = list(raw[ws[0]][0])

@@ -21,9 +21,8 @@ a few fixed, seeded batches, so every point of a picture sees the same data.
 import numpy as np
 
 from .sharpness import flatten, assign
+from ..engine.names import TABLES, role
 from ..errors import ConfigError
-
-EMBEDDING_TABLES = ("wte.weight", "wpe.weight", "pos_embed")
 
 
 def filter_normalized_direction(params, rng):
@@ -35,7 +34,7 @@ def filter_normalized_direction(params, rng):
             d[name] = np.zeros_like(p)
             continue
         r = rng.standard_normal(p.shape)
-        axis = 1 if name in EMBEDDING_TABLES else 0    # rows of a table, columns of a weight
+        axis = 1 if role(name) in TABLES else 0        # rows of a table, columns of a weight
         pn = np.linalg.norm(p, axis=axis, keepdims=True)
         rn = np.linalg.norm(r, axis=axis, keepdims=True)
         d[name] = r * (pn / np.where(rn > 0, rn, 1.0))

@@ -35,24 +35,23 @@ most 128 eigenvalues per matrix, so expect warnings on small models.
 import math
 
 import numpy as np
+
+from ..engine.names import qkv_parts, role
 from ..errors import ConfigError
 
 MIN_TAIL = 50        # eigenvalues in the fitted tail below which alpha gets a warning
 TW_SCALES = 4.0      # Tracy-Widom scales beyond the MP edge that count as "outside"
-QKV_NAMES = ("attn.c_attn.weight", "attn.qkv.weight")
 
 
 def weight_matrices(params):
     """[(name, W)] of every 2-D parameter, with a fused qkv (C, 3C) split into its Q, K and V
-    (C, C) blocks, named "...c_attn.weight[q]" etc. (columns [q | k | v], DESIGN.md section 4)."""
+    (C, C) blocks, named "...c_attn.weight[q]" etc. (names.qkv_parts: columns [q | k | v])."""
     out = []
     for name, p in params.items():
         if p.ndim != 2:
             continue
-        if name.endswith(QKV_NAMES) and p.shape[1] == 3 * p.shape[0]:
-            C = p.shape[0]
-            for j, part in enumerate("qkv"):
-                out.append((f"{name}[{part}]", p[:, j * C:(j + 1) * C]))
+        if role(name) == "qkv":
+            out += qkv_parts(name, p)
         else:
             out.append((name, p))
     return out

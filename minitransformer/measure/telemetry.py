@@ -49,18 +49,16 @@ Cost: with the step's own trace a record needs no extra forward; train.run measu
 writes telemetry_ms_per_record and telemetry_overhead (record time / step time, summed over the
 run) into summary.json. README's "Inspection" section states the numbers.
 
-For a run trained without telemetry, record_run(run_dir) replays it: training is deterministic
-(the batches come from their own stream, evaluation from another), so re-running the updates
-from the initial weights reproduces the run bit for bit while recording telemetry.jsonl (and,
-with sharpness_every, sharpness.jsonl). It checks the result against the run's checkpoint.
+For a run trained without telemetry, analysis/replay.py's record_run(run_dir) replays it and
+writes these records.
 """
 import json
 import math
-import time
-from pathlib import Path
 
 import numpy as np
-from ..errors import ConfigError
+
+from ..engine.kinds import kind_of
+from ..engine.names import block_prefix
 
 
 def copy_params(params):
@@ -116,10 +114,6 @@ def tensor_stats(params_before, params_after, grads, opt=None, lr=None, clip_coe
     return out
 
 
-def _prefix(trace):
-    return "h." if any(k.startswith("h.") for k in trace) else "blocks."
-
-
 def attention_entropy(probs):
     """Mean over (B, NH, rows) of −Σ_j p ln p, in nats (0·ln 0 = 0). probs (B, NH, T, T)."""
     p = probs.astype(np.float64, copy=False)
@@ -140,14 +134,15 @@ def activation_stats(model, x, trace=None):
     Returns (embed_rms, list)."""
     if trace is None:
         _, trace = model.forward(x, trace=True)
-    pre = _prefix(trace)
+    names = kind_of(model).names
     layers = []
     for i in range(model.cfg.n_layer):
-        out = trace[f"{pre}{i}.out"]
-        scores = trace[f"{pre}{i}.attn.scores"]
+        pre = block_prefix(names, i)
+        out = trace[pre + "out"]
+        scores = trace[pre + "attn.scores"]
         layers.append({
             "resid_rms": math.sqrt(float(np.mean(np.square(out, dtype=np.float64)))),
-            "attn_entropy": attention_entropy(trace[f"{pre}{i}.attn.probs"]),
+            "attn_entropy": attention_entropy(trace[pre + "attn.probs"]),
             "attn_entropy_uniform": uniform_entropy(scores),
             "max_attn_logit": float(scores.max()),     # masked entries are -inf, never the max
         })
@@ -166,7 +161,7 @@ def step_record(step, lr, grad_norm, grad_clip, params_before, model, grads, opt
     if activations:
         rec["embed_rms"], rec["layers"] = activation_stats(model, x, trace)
     rec["tensors"] = tensor_stats(params_before, model.params, grads, opt, lr, coef)
-    return _json_safe(rec)
+    return json_safe(rec)
 
 
 def _finite(v):
@@ -174,12 +169,12 @@ def _finite(v):
     return v if math.isfinite(v) else None
 
 
-def _json_safe(obj):
+def json_safe(obj):
     """Non-finite floats -> None, so the record is strict JSON (as metrics.jsonl)."""
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     return obj
@@ -188,7 +183,7 @@ def _json_safe(obj):
 def append_jsonl(path, record):
     """Append one record as a line of strict JSON (non-finite numbers become null)."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
+        f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
 
 
 def read_jsonl(path):
@@ -201,72 +196,3 @@ def read_jsonl(path):
             except json.JSONDecodeError:
                 break
     return out
-
-
-def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, activations=True,
-               sharpness_method="lanczos", progress=None):
-    """Replay the run in run_dir from its initial weights, writing telemetry.jsonl every `every`
-    steps (and sharpness.jsonl every `sharpness_every` steps, 0 = never, on one batch drawn from
-    default_rng(sharpness_batch_seed)). The replay repeats train.run's updates exactly (same
-    batches, clipping, learning rates) without its evaluations, which draw from their own
-    stream; the parameters at the checkpoint's step must come out bit-identical, or a
-    ValueError says the replay does not match. Returns a summary with the measured cost."""
-    from ..analysis.snapshot import load_snapshot
-    from ..training.build import get_batch, make_optimizer, make_streams
-    from ..training.runfolder import read_json, run_files
-    from ..training.step import train_step
-    from .sharpness import sharpness_record
-    if isinstance(every, bool) or int(every) != every or every < 1:
-        raise ConfigError(f"every must be a positive integer, got {every!r}")
-    run_dir = Path(run_dir)
-    snap = load_snapshot(run_dir)
-    cfg = snap.cfg
-    files = run_files(run_dir)
-    summary = read_json(files.summary) if files.summary.is_file() else {}
-    end = summary.get("diverged_step", snap.step) if summary.get("status") == "diverged" \
-        else snap.step                                 # updates made: steps 0 .. end-1
-    model = snap.init_model()
-    params = model.params
-    opt = make_optimizer(cfg, model.cfg, params)
-    streams = make_streams(cfg.data_seed)
-    data = snap.data()
-    sx, sy = snap.batch(seed=sharpness_batch_seed)
-    tel_path, sh_path = files.telemetry, files.sharpness
-    tel_path.write_text("")
-    if sharpness_every:
-        sh_path.write_text("")
-    t_step, t_tel, checked = [], [], False
-    for step in range(end):
-        t0 = time.perf_counter()
-        x, y = get_batch(cfg, data, "train", streams["data"])
-        logged = step % every == 0
-        trace = {} if logged and activations else None
-        res = train_step(model, opt, x, y, cfg.lr_at(step), cfg.grad_clip, trace=trace,
-                         keep_before=logged)                 # what the training loop does
-        t1 = time.perf_counter()
-        if logged:
-            rec = step_record(step, res.lr, res.grad_norm, cfg.grad_clip, res.before, model,
-                              res.grads, opt, x, activations, trace)
-            rec["loss"] = res.loss
-            append_jsonl(tel_path, rec)
-            t_tel.append(time.perf_counter() - t1)
-        t_step.append(t1 - t0)
-        if sharpness_every and step % sharpness_every == 0:
-            append_jsonl(sh_path, _json_safe(sharpness_record(
-                model, sx, sy, step, res.lr, opt, method=sharpness_method)))
-        if step + 1 == snap.step:                      # the checkpoint's parameters
-            bad = [n for n, p in params.items() if not np.array_equal(p, snap.model.params[n])]
-            if bad:
-                raise ConfigError(f"the replay of {run_dir} does not reproduce its checkpoint "
-                                 f"({len(bad)} tensors differ, e.g. {bad[0]}): was it trained "
-                                 f"by another version of the training loop?")
-            checked = True
-        if progress and step % 50 == 0:
-            progress(f"replay step {step}/{end}")
-    ms_step = 1e3 * float(np.median(t_step)) if t_step else None
-    ms_tel = 1e3 * float(np.median(t_tel)) if t_tel else None
-    return {"run": str(run_dir), "steps": len(t_step), "records": len(t_tel), "every": every,
-            "checked_against_checkpoint": checked,
-            "telemetry": str(tel_path), "sharpness": str(sh_path) if sharpness_every else None,
-            "ms_per_step": ms_step, "ms_per_record": ms_tel,
-            "overhead": (ms_tel / every / ms_step) if ms_step and ms_tel else None}

@@ -262,7 +262,7 @@ def finish(r):
             summary["val_acc"] = ev["val_acc"]
             show.message(f"validation accuracy {ev['val_acc']:.2%} ({len(r.data.val_y)} images)")
         else:
-            from ..analysis.sample import generate, start_ids
+            from ..engine.generate import generate, start_ids
             ids = generate(r.model, start_ids(r.vocab, ""), 200, r.streams["sample"])
             summary["sample"] = "".join(r.vocab[i] for i in ids)
             if show.enabled:
