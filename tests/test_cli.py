@@ -22,7 +22,8 @@ DESIGN_OPTIONS = ("--model --data --out --resume --seed --dtype --init --init-sc
                   "--batch-size --patch-size --pool --max-iters --lr --min-lr --warmup-iters "
                   "--lr-decay-iters --schedule --beta1 --beta2 --weight-decay --grad-clip "
                   "--eval-interval --eval-iters --log-interval --checkpoint-interval --optimizer "
-                  "--init-from --reinit-head --allow-partial").split()
+                  "--init-from --reinit-head --allow-partial --init-seed --data-seed --extend "
+                  "--allow-data-change").split()
 
 
 def cli(capsys, *args):
@@ -103,6 +104,7 @@ def test_bad_checkpoint_is_one_line_and_loses_nothing(run_dir, tmp_path, capsys,
     import shutil
     bad = tmp_path / "bad"
     shutil.copytree(run_dir, bad)
+    (bad / "summary.json").unlink()                          # an unfinished run
     ckpt = bad / "checkpoint.npz"
     if content == "pickle":
         import pickle

@@ -12,7 +12,7 @@ from minitransformer import GPTConfig, build_model
 from minitransformer.cli import main
 from minitransformer.analysis.hf import import_gpt2, export_gpt2, config_from_hf, hf_config, load_hf
 from minitransformer.analysis.tensorfile import read_safetensors, write_safetensors
-from minitransformer.training.runfolder import load_run
+from minitransformer.training.checkpoint import load_run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hf_gpt2_tiny"
 

@@ -12,7 +12,7 @@ import pytest
 from minitransformer.cli import main
 from minitransformer.training.config import TrainConfig
 from minitransformer.training.loop import run
-from minitransformer.training.runfolder import load_checkpoint
+from minitransformer.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(n_layer=2, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=15,

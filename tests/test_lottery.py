@@ -19,7 +19,8 @@ from minitransformer.training import masks as M
 from minitransformer.training.build import make_model, resolve_data
 from minitransformer.training.config import TrainConfig
 from minitransformer.training.loop import run
-from minitransformer.training.runfolder import load_checkpoint, read_run_config
+from minitransformer.training.checkpoint import load_checkpoint
+from minitransformer.training.runfolder import read_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(model="vit", data="digits", n_layer=1, n_head=2, n_embd=16, patch_size=4,

@@ -12,7 +12,7 @@ from minitransformer.errors import ConfigError, DataError, NotFound
 from minitransformer.training import masks as M
 from minitransformer.training.config import TrainConfig
 from minitransformer.training.loop import run
-from minitransformer.training.runfolder import load_checkpoint
+from minitransformer.training.checkpoint import load_checkpoint
 
 GPT_CFG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
 VIT_CFG = ViTConfig(image_size=8, patch_size=4, in_channels=1, n_classes=5, n_layer=2, n_head=2,

@@ -20,7 +20,7 @@ from minitransformer.errors import CheckpointError
 from minitransformer.training import build, step as train_step_module
 from minitransformer.training.config import TrainConfig, VIT_DEFAULTS
 from minitransformer.training.loop import resume, run
-from minitransformer.training.runfolder import load_checkpoint, load_run, save_checkpoint
+from minitransformer.training.checkpoint import load_checkpoint, load_run, save_checkpoint
 from minitransformer.training.step import diverged
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,12 +70,14 @@ def test_training_reduces_loss(full_run):
 
 def test_run_folder_files_and_keys(full_run):
     out, summary = full_run
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "config.json",
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.npz", "config.json",
                                                       "metrics.jsonl", "summary.json",
                                                       "telemetry.jsonl"]
     config = json.loads((out / "config.json").read_text())
-    assert config["train"] == tiny().to_dict()
-    assert TrainConfig.from_dict(config["train"]) == tiny()                 # repeatable
+    data = str((ROOT / "data" / "tinyshakespeare.txt").resolve())         # stored resolved
+    assert config["train"] == dict(tiny().to_dict(), data=data)
+    assert TrainConfig.from_dict(config["train"]).to_dict() == config["train"]   # repeatable
+    assert config["data_hash"]["files"] == [data] and len(config["data_hash"]["sha256"]) == 64
     assert config["model"]["n_embd"] == 32 and config["model"]["vocab_size"] == 65
     assert len(config["vocab"]) == 65 and config["vocab"][0] == "\n"
 
@@ -178,7 +180,8 @@ def test_resume_is_bit_identical(full_run, tmp_path, monkeypatch):
 
 def test_resume_after_sigkill(tmp_path):
     """A process killed with SIGKILL between checkpoints, then --resume: bit-identical to a run
-    that was never killed (metrics lines written after the checkpoint are dropped)."""
+    that was never killed (metrics lines written after the checkpoint are dropped); its stale
+    temporary files are removed and its lock does not block the resume."""
     args = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
             "--batch-size", "8", "--max-iters", "400", "--warmup-iters", "5",
             "--eval-interval", "50", "--eval-iters", "2", "--log-interval", "1",
@@ -205,8 +208,14 @@ def test_resume_after_sigkill(tmp_path):
     assert 20 <= ckpt_step < 400
     assert read_metrics(killed)[-1]["step"] >= ckpt_step          # lines past the checkpoint
 
+    # what kill -9 in the middle of atomic writes leaves (made certain here): cleaned up at the
+    # next open of the folder; a file that is not a temporary of ours stays
+    for name in ("checkpoint.npz.k3j2h1q0.tmp", "metrics.jsonl.a8d7f6_e.tmp", "mask.npz.x1y2z3w4.tmp"):
+        (killed / name).write_bytes(b"PK\x03\x04" + b"\0" * 5000)
+    (killed / "notes.tmp").write_text("mine")
     from minitransformer.cli import main
-    main(["train", "--resume", str(killed), "--quiet"])        # returns normally on success
+    main(["train", "--resume", str(killed), "--quiet"])        # the kernel released the lock
+    assert sorted(p.name for p in killed.glob("*.tmp")) == ["notes.tmp"]
     main(["train", *args, "--out", str(ref)])
     same_checkpoints(ref, killed)
     assert metrics.read_bytes() == (ref / "metrics.jsonl").read_bytes()

@@ -15,7 +15,7 @@ from minitransformer.cli import main
 from minitransformer.analysis.timm_vit import (load_timm, import_vit, export_vit, adapt,
                                                resample_positions, resize_weights, config_from_timm)
 from minitransformer.analysis.tensorfile import read_safetensors, write_safetensors
-from minitransformer.training.runfolder import load_run
+from minitransformer.training.checkpoint import load_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY, GAP = FIXTURES / "timm_vit_tiny", FIXTURES / "timm_vit_tiny_gap"

@@ -155,7 +155,8 @@ def write_imported_run(out_dir, train, cfg, params, imported_from, tokenizer=Non
     """Write a run folder for imported weights: checkpoint.npz (the parameters at step 0), the
     tokenizer's files, and config.json last (what makes the folder a run). Everything is checked
     before; a folder this call created is removed again if a write fails (no half-made runs)."""
-    from ..training.runfolder import check_out_dir, run_files, save_params, write_run_config
+    from ..training.checkpoint import save_params
+    from ..training.runfolder import check_out_dir, run_files, write_run_config
     out = check_out_dir(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +197,8 @@ def import_gpt2(hf_dir, out_dir):
 def export_gpt2(run_dir, out_dir):
     """Write a run's GPT as a Hugging Face GPT-2 folder (config.json + model.safetensors, and its
     BPE tokenizer files) that GPT2LMHeadModel.from_pretrained loads. Returns the config dict."""
-    from ..training.runfolder import load_checkpoint, read_saved_config, run_files
+    from ..training.checkpoint import load_checkpoint
+    from ..training.runfolder import read_saved_config, run_files
     run_dir, out = Path(run_dir), Path(out_dir)
     saved = read_saved_config(run_dir)
     if saved.get("train", {}).get("model", "gpt") != "gpt" or "vocab_size" not in saved.get("model", {}):

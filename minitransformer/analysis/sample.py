@@ -7,7 +7,7 @@ The drawing itself (temperature, top_k, inverse CDF) is engine/generate.py's.
 import numpy as np
 
 from ..engine.generate import generate, start_ids
-from ..training.runfolder import load_run
+from ..training.checkpoint import load_run
 from ..errors import ConfigError
 
 

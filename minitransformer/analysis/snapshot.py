@@ -19,7 +19,8 @@ import numpy as np
 
 from ..training.build import get_batch, make_model, make_optimizer, model_config, resolve_data
 from ..training.config import TrainConfig
-from ..training.runfolder import load_checkpoint, read_run_config, restore_params, run_files
+from ..training.checkpoint import load_checkpoint, restore_params
+from ..training.runfolder import read_run_config, run_files
 from ..errors import ConfigError, NotFound, RunFolderError
 
 

@@ -362,7 +362,8 @@ def import_vit(timm_dir, out_dir, image_size=None, in_channels=None):
 def export_vit(run_dir, out_dir):
     """Write a ViT run as a timm folder (config.json + model.safetensors) that
     timm.create_model("local-dir:DIR", pretrained=True) loads. Returns the config dict."""
-    from ..training.runfolder import load_checkpoint, read_saved_config, run_files, atomic_write
+    from ..training.checkpoint import load_checkpoint
+    from ..training.runfolder import read_saved_config, run_files, atomic_write
     run_dir, out = Path(run_dir), Path(out_dir)
     saved = read_saved_config(run_dir)
     if saved.get("train", {}).get("model") != "vit":

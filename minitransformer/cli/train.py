@@ -2,6 +2,7 @@
 analysis.sample.sample_run and analysis.bench.run_bench. No logic here; the defaults and checks
 live in TrainConfig (training/config.py)."""
 from dataclasses import fields
+import shlex
 import sys
 
 import click
@@ -102,26 +103,66 @@ def train_options(fn):
               help="Run folder to create [default: runs/<model>-<date>-<time>].")
 @click.option("--resume", type=str, default=None,
               help="Continue the run in this folder from its checkpoint (its config.json "
-                   "decides every setting).")
+                   "decides every setting). A finished run is left as it is.")
+@click.option("--extend", is_flag=True,
+              help="With --resume and --max-iters: train a run on to a larger max-iters.")
+@click.option("--allow-data-change", is_flag=True,
+              help="With --resume: train on even if the data's content hash differs from the "
+                   "one recorded when the run started.")
 @click.option("--quiet", is_flag=True, help="No progress display and no sample.")
 @train_options
 @click.pass_context
-def train(ctx, out, resume, quiet, **options):
+def train(ctx, out, resume, extend, allow_data_change, quiet, **options):
     """Train a GPT on text (default: nanoGPT's CPU Shakespeare config) or a ViT on MNIST."""
     from ..training import loop as training
+    from ..training.signals import Interrupted
     given = {name: value for name, value in options.items()
              if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
                                                    ParameterSource.ENVIRONMENT)}
-    if resume is not None:
-        if given or out is not None:
-            names = ", ".join("--" + n.replace("_", "-") for n in sorted(given))
-            raise ConfigError(f"--resume takes the settings from the run's config.json; "
-                              f"drop {names or '--out'}")
-        summary = training.resume(resume, progress=not quiet)
-    else:
-        summary = training.run(TrainConfig.for_model(**given), out, progress=not quiet)
+    command = invoked_as()
+    try:
+        if resume is not None:
+            summary = training.resume(resume, progress=not quiet, command=command,
+                                      allow_data_change=allow_data_change,
+                                      **_resume_options(given, out, extend))
+        else:
+            if extend or allow_data_change:
+                raise ConfigError(f"{'--extend' if extend else '--allow-data-change'} "
+                                  f"only applies with --resume")
+            summary = training.run(TrainConfig.for_model(**given), out, progress=not quiet,
+                                   command=command)
+    except Interrupted as e:                   # checkpointed and told how to resume
+        sys.exit(e.exit_status)               # 130 for Ctrl-C, 143 for SIGTERM
     if summary["status"] != "completed":
         sys.exit(1)                       # diverged: already reported on stderr
+
+
+def _resume_options(given, out, extend):
+    """--resume takes its settings from config.json; only --max-iters with --extend is allowed."""
+    if extend and "max_iters" not in given:
+        raise ConfigError("--extend needs --max-iters N, the new total number of steps")
+    other = sorted(n for n in given if not (extend and n == "max_iters"))
+    if other or out is not None:
+        names = ", ".join("--" + n.replace("_", "-") for n in other)
+        hint = (" (to train a run further: --max-iters N --extend)"
+                if "max_iters" in other else "")
+        raise ConfigError(f"--resume takes the settings from the run's config.json; "
+                          f"drop {names or '--out'}{hint}")
+    return {"max_iters": given["max_iters"]} if extend else {}
+
+
+def invoked_as():
+    """How this program was started, up to the command: 'python cli.py train',
+    'python -m minitransformer train' or 'minitransformer train' (a console script), with the
+    paths as they were typed, so a printed resume command can be pasted back as it is."""
+    argv = sys.argv
+    orig = getattr(sys, "orig_argv", None) or [sys.executable, *argv]
+    if len(argv) < 2 or argv[1] != "train" or len(orig) < len(argv):
+        return "python cli.py train"                   # called from Python, not a command line
+    prefix = orig[:len(orig) - len(argv) + 1]         # interpreter, its options, the script
+    if not argv[0].endswith(".py") and "-m" not in prefix:
+        prefix = [argv[0]]                             # a console script runs by its own name
+    return shlex.join(prefix + ["train"])
 
 
 @click.command()

@@ -29,7 +29,8 @@ from ..training import masks as M
 from ..training.build import (get_batch, make_model, make_optimizer, make_streams,
                               resolve_data)
 from ..training.evaluate import image_loss_and_accuracy
-from ..training.runfolder import read_run_config, restore_checkpoint
+from ..training.checkpoint import restore_checkpoint
+from ..training.runfolder import read_run_config
 from ..training.step import train_step
 
 COPY_SEED = 7_919          # the copies' data orders: SeedSequence([data_seed, COPY_SEED, K, copy])

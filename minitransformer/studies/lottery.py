@@ -41,8 +41,8 @@ from ..errors import ConfigError
 from ..training import masks as M
 from ..training.build import make_model
 from ..training.loop import resume, run
-from ..training.runfolder import (atomic_write, load_checkpoint, read_json, read_run_config,
-                                  save_arrays, write_json)
+from ..training.checkpoint import load_checkpoint
+from ..training.runfolder import atomic_write, read_json, read_run_config, save_arrays, write_json
 
 BRANCHES = ("ticket", "randomly_reinitialize", "randomly_prune")
 CONTROLS = BRANCHES[1:]

@@ -34,12 +34,27 @@ def resolve_data(cfg):
     path that does not exist here is also looked up next to the package (so the bundled data/
     works from any directory)."""
     if cfg.model == "vit":
-        data_dir = Path("data")
-        if not any(data_dir.glob("t10k-*")) and not (data_dir / "digits.csv.gz").exists():
-            data_dir = REPO_DATA
         classes = parse_classes(cfg.classes) if cfg.classes is not None else None
-        return subset_images(load_dataset("vit", cfg.data, data_dir), cfg.train_limit, classes)
+        return subset_images(load_dataset("vit", cfg.data, image_data_dir()), cfg.train_limit,
+                             classes)
     return subset_text(load_dataset("gpt", str(data_path(cfg.data))), cfg.train_limit)
+
+
+def image_data_dir():
+    """./data when it holds image data, else the bundled data/."""
+    data_dir = Path("data")
+    if not any(data_dir.glob("t10k-*")) and not (data_dir / "digits.csv.gz").exists():
+        return REPO_DATA
+    return data_dir
+
+
+def data_files(cfg):
+    """The files a run's data is read from (what training/preflight.py hashes)."""
+    if cfg.model == "gpt":
+        return [data_path(cfg.data)]
+    names = {"mnist": ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
+             "digits": ["digits.csv.gz"]}[cfg.data]
+    return [image_data_dir() / n for n in names]
 
 
 def data_path(data):
@@ -73,11 +88,6 @@ def model_config(cfg, data):
 def init_options(cfg):
     return _init.InitOptions(init_std=cfg.init_std, init_scale=cfg.init_scale,
                              base_width=cfg.base_width, impulse_k=cfg.impulse_k)
-
-
-def config_from_dict(model, d):
-    """The GPTConfig or ViTConfig recorded in a run's config.json."""
-    return (GPTConfig if model == "gpt" else ViTConfig).from_dict(d)
 
 
 def make_model(cfg, mcfg):

@@ -175,6 +175,27 @@ class TrainConfig:
         return get_lr(step, self.schedule, self.lr, self.min_lr, self.warmup_iters,
                       self.decay_iters)
 
+    def warnings(self):
+        """Settings that are legal but probably not meant (one line each)."""
+        out = []
+        if self.warmup_iters > self.max_iters:
+            out.append(f"warmup_iters ({self.warmup_iters}) is longer than max_iters "
+                       f"({self.max_iters}): the learning rate never reaches lr ({self.lr:g}); "
+                       f"the last step uses {self.lr_at(self.max_iters - 1):.3g}")
+        return out
+
+    def extended(self, max_iters):
+        """This config trained on to max_iters (> self.max_iters) with the learning rates of the
+        steps already made unchanged: the decay keeps its end (lr_decay_iters is pinned), so the
+        added steps run at what the schedule gives past it (min_lr for cosine and linear)."""
+        if isinstance(max_iters, bool) or not isinstance(max_iters, int) \
+                or max_iters <= self.max_iters:
+            raise ConfigError(f"--max-iters {max_iters} must be larger than the run's max_iters "
+                              f"({self.max_iters}) to extend it")
+        d = self.to_dict()
+        d.update(max_iters=max_iters, lr_decay_iters=self.decay_iters)
+        return type(self).from_dict(d)
+
     @classmethod
     def for_model(cls, **settings):
         """The defaults of settings["model"] (VIT_DEFAULTS for vit), then `settings`, which are
@@ -215,3 +236,8 @@ VIT_DEFAULTS = dict(
 )
 
 MODEL_DEFAULTS = {"gpt": {}, "vit": VIT_DEFAULTS}
+
+
+def config_from_dict(model, d):
+    """The GPTConfig or ViTConfig recorded in a run's config.json (model: "gpt" or "vit")."""
+    return (GPTConfig if model == "gpt" else ViTConfig).from_dict(d)

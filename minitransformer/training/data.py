@@ -104,11 +104,22 @@ CharDataset = TextDataset   # the name nanoGPT-style code looks for
 def load_text(path):
     """Read a UTF-8 text file into a TextDataset (vocabulary of the whole file, 90/10 split).
 
-    DataError for: a missing file, a directory, an empty file, a binary file (any NUL byte), or
-    bytes that are not UTF-8 (the message gives the byte offset of the first bad byte).
+    A UTF-8 byte-order mark at the start is dropped (it is not a character of the text).
+    DataError for: a missing file, a directory, an empty file, UTF-16 or UTF-32 text (named as
+    such), a binary file (any NUL byte), or bytes that are not UTF-8 (the message gives the byte
+    offset of the first bad byte).
     """
     path = _check_file(path)
-    vocab, ids = encode_text_file(path)
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    other = _other_unicode(head)
+    if other:
+        raise DataError(f"{path} is {other} text, not UTF-8; convert it first, e.g. "
+                        f"iconv -f {other.split()[0]} -t UTF-8")
+    start = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0   # a BOM is not a character
+    if start and len(head) == start:
+        raise DataError(f"{path} is empty (it holds only a UTF-8 byte-order mark)")
+    vocab, ids = encode_text_file(path, start)
     n_train = int(len(ids) * TRAIN_FRACTION)
     return TextDataset(vocab=vocab, stoi={ch: i for i, ch in enumerate(vocab)},
                        train=ids[:n_train], val=ids[n_train:])
@@ -201,6 +212,31 @@ def _piece_codes(data, path, offset):
         raise DataError(f"{path} is not valid UTF-8: byte 0x{data[e.start]:02x} at offset "
                         f"{offset + e.start}") from None
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+_BOMS = [(b"\xff\xfe\x00\x00", "UTF-32 (little-endian, with byte-order mark)"),
+         (b"\x00\x00\xfe\xff", "UTF-32 (big-endian, with byte-order mark)"),
+         (b"\xff\xfe", "UTF-16 (little-endian, with byte-order mark)"),
+         (b"\xfe\xff", "UTF-16 (big-endian, with byte-order mark)")]
+
+
+def _other_unicode(raw):
+    """The name of the Unicode encoding of raw when it is UTF-16 or UTF-32 rather than UTF-8:
+    by its byte-order mark, or, without one, by NUL bytes at every other position (what ASCII
+    text looks like in UTF-16). None otherwise."""
+    for bom, name in _BOMS:
+        if raw.startswith(bom):
+            return name
+    head = raw[:4096 - 4096 % 2]
+    if len(head) >= 4:
+        even, odd = head[0::2].count(0), head[1::2].count(0)
+        half = len(head) // 2
+        if odd > 0.9 * half and even == 0:
+            return "UTF-16 (little-endian, without byte-order mark)"
+        if even > 0.9 * half and odd == 0:
+            return "UTF-16 (big-endian, without byte-order mark)"
+    return None
 
 
 def get_text_batch(split_ids, batch_size, block_size, rng):

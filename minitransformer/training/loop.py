@@ -17,37 +17,52 @@ its files in training/runfolder.py.
 Resume: a checkpoint at step s is written after update s, before the evaluation of step s, and
 after metrics.jsonl holds the lines of steps < s. Resuming loads it, drops the lines of steps >= s
 (a killed process may have written some), and carries on; since every random draw comes from a
-restored generator, the rest is the same computation, bit for bit. The final checkpoint, too, is
-written before the final evaluation, so resuming a finished run repeats that evaluation exactly.
+restored generator, the rest is the same computation, bit for bit. A new run writes a checkpoint
+at step 0, so even a run that diverges before its first interval has weights to inspect, and the
+final checkpoint is written before the final evaluation.
 
-The parts of `run`, in order: setup (everything checked and built, nothing written),
-open_folder (config.json or the truncated logs), train (the steps, with evaluate_now and
-checkpoint), finish (final evaluation, sample, summary.json). A Run object carries the state
-from one part to the next.
+The parts of `run`, in order: setup (everything checked and built, nothing written: data,
+memory estimate, data hash), claim (the folder's lock: one writer at a time), open_folder
+(config.json and the step-0 checkpoint, or the logs cut back to the checkpoint), the steps
+(one_step, with evaluate_now and checkpoint; a signal stops them at a step boundary), finish
+(final evaluation, sample, summary.json). A Run object carries the state from part to part.
+
+Promises (README, Reliability): a new run that fails before it is usable leaves no folder
+behind; a finished run (summary.json written) is never changed by --resume, unless extend=True
+trains it on to a larger max_iters; a resume refuses data whose hash differs from the one
+recorded, unless allow_data_change=True.
 """
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 import json
 import math
+import shlex
 import time
 
 import numpy as np
 
 from .. import __version__
+from ..engine.generate import generate, start_ids
 from ..errors import CheckpointError, NotFound, RunFolderError
 from ..measure import telemetry
 from ..measure.sharpness import sharpness_record
-from .build import (resolve_data, model_config, make_model, make_optimizer, make_streams,
-                    sharpness_batch, get_batch, config_from_dict)
-from .config import TrainConfig
+from .build import (resolve_data, data_path, model_config, make_model, make_optimizer,
+                    make_streams, sharpness_batch, get_batch)
+from .checkpoint import save_checkpoint, restore_checkpoint
+from .config import TrainConfig, config_from_dict
 from .evaluate import evaluate, format_eval
 from .masks import (apply_masks, mask_optimizer_state, run_masks, save_masks, sparsity)
+from .preflight import data_fingerprint, check_data, check_memory
 from .progress import Progress, hms
-from .runfolder import (save_checkpoint, restore_checkpoint, truncate_metrics, default_out_dir,
-                        check_out_dir, run_files, read_json, read_run_config, write_json,
-                        write_run_config)
+from .signals import Interrupted, SignalCatcher
+from .runfolder import (truncate_logs, default_out_dir, check_out_dir, run_files, read_json,
+                        read_run_config, write_json, write_run_config, claim_folder,
+                        remove_half_made, check_not_in_use)
 from .step import train_step
 from .transfer import apply_init_from
+
+DEFAULT_COMMAND = "python cli.py train"     # how resume commands start when run() is called from
+                                            # Python; the CLI passes how it was itself invoked
 
 
 @dataclass
@@ -72,10 +87,20 @@ class Run:
     streams: dict
     show: Progress
     resume: bool
+    command: str                        # how to resume: f"{command} --resume DIR"
+    fingerprint: dict = None            # the data's hash (preflight.data_fingerprint)
+    saved: dict = None                  # config.json as found (resume)
+    notes: list = field(default_factory=list)   # resume: what config.json gains (extension, ...)
     start: int = 0                      # the first step this process makes
     n_params: int = 0
     carry: Carry = field(default_factory=Carry)
     t_start: float = field(default_factory=time.perf_counter)
+    lock: object = None                 # runfolder.FolderLock while this process writes
+    made: list = field(default_factory=list)    # folders claim_folder created
+    established: bool = False           # config.json and a checkpoint are on disk
+    last_checkpoint: int = None         # step of the newest checkpoint on disk
+    signals: SignalCatcher = field(default_factory=SignalCatcher)
+    stopped: bool = False               # stop_for_signal checkpointed and said how to resume
     metrics: object = None              # metrics.jsonl, open for appending
     sharp_batch: tuple = None           # --sharpness-every's fixed batch
     step_times: list = field(default_factory=list)
@@ -86,6 +111,10 @@ class Run:
     @property
     def vocab(self):
         return self.data.vocab if self.cfg.model == "gpt" else None
+
+    @property
+    def resume_command(self):
+        return f"{self.command} --resume {shlex.quote(str(self.files.dir))}"
 
     def elapsed(self):
         return self.carry.elapsed_s + time.perf_counter() - self.t_start
@@ -98,7 +127,7 @@ class Run:
 # ---------------------------------------------------------------------------------------------
 # The parts of a run
 
-def setup(cfg, out_dir, resume, progress):
+def setup(cfg, out_dir, resume, progress, command, allow_data_change=False):
     """A Run with data, model, optimizer and streams, restored from the checkpoint on resume.
     Everything that can be wrong with the input is found here, before any file is written."""
     show = Progress(progress, cfg.max_iters)
@@ -106,22 +135,34 @@ def setup(cfg, out_dir, resume, progress):
     if resume:
         if not files.config.is_file():
             raise NotFound(f"run folder not found or has no config.json: {files.dir}")
+        check_not_in_use(files.dir)                    # before minutes of loading, not after
     else:
         check_out_dir(files.dir)
     data = resolve_data(cfg)
+    if cfg.model == "gpt" and not resume:              # stored resolved: resume from anywhere
+        cfg = replace(cfg, data=str(data_path(cfg.data).resolve()))
+    fingerprint = data_fingerprint(cfg)
     vocab = data.vocab if cfg.model == "gpt" else None
+    saved, notes = None, []
     if resume:
         saved = read_json(files.config)
         mcfg, warnings = config_from_dict(cfg.model, saved["model"]), []
         if saved.get("vocab") != vocab:
             raise RunFolderError(f"the data of {files.dir} has changed since the run started "
                                  f"(its vocabulary differs from config.json)")
+        changed = check_data(saved, fingerprint, allow_data_change, files.dir)
+        if changed:
+            warnings.append(changed)
+            notes.append("data")
     else:
         mcfg, warnings = model_config(cfg, data)
+        warnings += cfg.warnings()
     for w in warnings:
         show.message(f"warning: {w}", always=True)
+    check_memory(cfg, mcfg, data)                      # before the model is allocated
     model = make_model(cfg, mcfg)
     r = Run(cfg, files, data, mcfg, model, None, make_streams(cfg.data_seed), show, resume,
+            command, fingerprint, saved, notes,
             n_params=int(sum(p.size for p in model.params.values())))
     from_checkpoint = resume and files.checkpoint.exists()
     if cfg.init_from is not None and not from_checkpoint:
@@ -154,32 +195,55 @@ def restore_from_checkpoint(r):
     carry = asdict(r.carry)
     r.start = restore_checkpoint(r.files.checkpoint, r.model.params, r.opt, r.streams, carry)
     r.carry = Carry(**carry)
+    r.last_checkpoint = r.start
     if r.start > r.cfg.max_iters:
         raise CheckpointError(f"{r.files.checkpoint} is at step {r.start}, past max_iters "
                               f"{r.cfg.max_iters}")
-    r.show.message(f"resuming {r.files.dir} from step {r.start}")
 
 
 def open_folder(r):
-    """Create the run folder (config.json, empty logs) or, on resume, cut its logs back to the
-    checkpoint's step; open metrics.jsonl for appending."""
+    """A new run: config.json, empty logs, the step-0 checkpoint. A resume: the logs cut back
+    to the checkpoint's step, config.json updated with what changed (extension, new data).
+    Then metrics.jsonl is opened for appending."""
     cfg, files = r.cfg, r.files
-    files.dir.mkdir(parents=True, exist_ok=True)
     if r.resume:
-        for path in files.logs:
-            truncate_metrics(path, r.start)
+        truncate_logs(files.logs, r.start)
+        if r.last_checkpoint is not None:
+            r.show.message(f"resuming {files.dir} from step {r.start}")
+        if r.notes:
+            write_json(files.config, updated_config(r))
+        files.summary.unlink(missing_ok=True)          # an extended run is not finished
     else:
         write_run_config(files.dir, cfg, r.mcfg, r.vocab, r.n_params,
-                         minitransformer_version=__version__)
+                         minitransformer_version=__version__, data_hash=r.fingerprint)
         files.metrics.write_text("")
         if r.masks is not None:
             save_masks(files.dir / "mask.npz", r.masks)
         for path, on in ((files.telemetry, cfg.telemetry), (files.sharpness, cfg.sharpness_every)):
             if on:
                 path.write_text("")
+        checkpoint(r, r.start)                         # weights to inspect from the start
+    r.established = True
     r.show.message(f"{cfg.model}: {r.n_params:,} parameters, init {cfg.init_name}, "
                    f"{cfg.max_iters} steps of batch {cfg.batch_size} -> {files.dir}")
     r.metrics = open(files.metrics, "a", encoding="utf-8")
+
+
+def updated_config(r):
+    """config.json of a resumed run with the changes recorded in r.notes: a larger max_iters
+    (the previous summary is kept under "extended") or new data (its hash, the old one kept
+    under "data_changes")."""
+    saved = dict(r.saved)
+    if "extend" in r.notes:
+        old = read_json(r.files.summary) if r.files.summary.is_file() else None
+        saved["extended"] = saved.get("extended", []) + [
+            {"from_max_iters": saved["train"]["max_iters"], "at_step": r.start, "summary": old}]
+        saved["train"] = r.cfg.to_dict()
+    if "data" in r.notes:
+        saved["data_changes"] = saved.get("data_changes", []) + [
+            {"at_step": r.start, "before": saved.get("data_hash")}]
+        saved["data_hash"] = r.fingerprint
+    return saved
 
 
 def evaluate_now(r, step):
@@ -193,9 +257,11 @@ def evaluate_now(r, step):
 
 def checkpoint(r, step):
     """checkpoint.npz at `step` (updates made), after metrics.jsonl holds every line before."""
-    r.metrics.flush()
+    if r.metrics is not None:
+        r.metrics.flush()
     save_checkpoint(r.files.checkpoint, r.model.params, r.opt, step, r.streams,
                     asdict(Carry(**dict(asdict(r.carry), elapsed_s=r.elapsed()))))
+    r.last_checkpoint = step
 
 
 def one_step(r, step):
@@ -243,6 +309,16 @@ def one_step(r, step):
     return True
 
 
+def stop_for_signal(r, step):
+    """A signal asked the run to stop before step `step`: checkpoint here, say how to go on."""
+    if r.last_checkpoint != step:
+        checkpoint(r, step)
+    r.show.message(f"stopped by {r.signals.name} at step {step} (checkpoint saved); continue "
+                   f"with: {r.resume_command}", always=True)
+    r.stopped = True
+    raise Interrupted(r.signals.signum)
+
+
 def finish(r):
     """The end of the loop: final checkpoint, evaluation and sample (completed), or the
     divergence report; writes summary.json and returns it."""
@@ -262,7 +338,6 @@ def finish(r):
             summary["val_acc"] = ev["val_acc"]
             show.message(f"validation accuracy {ev['val_acc']:.2%} ({len(r.data.val_y)} images)")
         else:
-            from ..engine.generate import generate, start_ids
             ids = generate(r.model, start_ids(r.vocab, ""), 200, r.streams["sample"])
             summary["sample"] = "".join(r.vocab[i] for i in ids)
             if show.enabled:
@@ -287,45 +362,110 @@ def finish(r):
     return summary
 
 
+def after_failure(r, error):
+    """What an exception leaves: a new run that is not usable yet (nothing written, or no
+    checkpoint past step 0 and not an interruption) is removed; otherwise say how to resume."""
+    interrupted = isinstance(error, KeyboardInterrupt)
+    if not r.resume and (not r.established or (not interrupted
+                                               and r.last_checkpoint == r.start)):
+        remove_half_made(r.files.dir, r.made)
+        if interrupted:
+            r.show.message(f"interrupted before the run started; {r.files.dir} not kept",
+                           always=True)
+    elif interrupted and not r.stopped:
+        r.show.message(f"interrupted; continue from the checkpoint at step {r.last_checkpoint} "
+                       f"with: {r.resume_command}", always=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # The run
 
-def resume(run_dir, progress=True):
+def finished_summary(run_dir):
+    """summary.json of a finished run (completed or diverged), or None."""
+    path = run_files(run_dir).summary
+    return read_json(path, keys=("status",)) if path.is_file() else None
+
+
+def resume(run_dir, progress=True, *, max_iters=None, allow_data_change=False,
+           command=DEFAULT_COMMAND):
     """Continue the run in run_dir from its checkpoint to its max_iters (its config.json decides
-    everything); the result is bit-identical to a run that was never interrupted."""
+    everything); the result is bit-identical to a run that was never interrupted. A finished run
+    is left as it is (its summary is returned) unless max_iters, larger than the run's, extends
+    it (TrainConfig.extended: the learning rates of the steps made stay the same)."""
     _, cfg, _ = read_run_config(run_dir, model_config=False)
-    return run(cfg, Path(run_dir), resume=True, progress=progress)
+    if max_iters is None:
+        return run(cfg, Path(run_dir), resume=True, progress=progress,
+                   allow_data_change=allow_data_change, command=command)
+    done = finished_summary(run_dir)
+    if done is not None and done["status"] != "completed":
+        raise RunFolderError(f"{run_dir} diverged at step {done.get('step')}; a diverged run "
+                             f"cannot be extended")
+    return run(cfg.extended(max_iters), Path(run_dir), resume=True, progress=progress,
+               allow_data_change=allow_data_change, command=command, extend=True)
 
 
-def run(cfg, out_dir=None, resume=False, progress=True):
+def run(cfg, out_dir=None, resume=False, progress=True, *, allow_data_change=False,
+        command=DEFAULT_COMMAND, extend=False):
     """Train as cfg says and write the run folder out_dir (default runs/<model>-<time>).
-    With resume=True, continue the run in out_dir from its checkpoint instead. Returns the dict
-    written to summary.json; its "status" is "completed" or "diverged".
+    With resume=True, continue the run in out_dir from its checkpoint instead (a finished run
+    is not touched: its summary is returned). Returns the dict written to summary.json; its
+    "status" is "completed" or "diverged". `command` starts the resume command printed when a
+    signal stops the run; allow_data_change and extend: see resume().
 
-    Everything that can be wrong with the input (data, shapes, numbers, checkpoint) is checked
-    before the first file is written."""
-    r = setup(cfg, out_dir, resume, progress)
-    open_folder(r)
-    step = r.start
+    Everything that can be wrong with the input (data, shapes, numbers, memory, checkpoint) is
+    checked before the first file is written."""
+    if resume and not extend:
+        done = finished_summary(out_dir)
+        if done is not None:
+            _say_finished(out_dir, done, command)
+            return done
+    r = setup(cfg, out_dir, resume, progress, command, allow_data_change)
+    if extend:
+        r.notes.append("extend")
+    r.signals.install()
     try:
-        for step in range(r.start, cfg.max_iters):
-            if not one_step(r, step):
-                break
-        summary = finish(r)
-    except KeyboardInterrupt:
-        last = (step // cfg.checkpoint_interval * cfg.checkpoint_interval
-                if cfg.checkpoint_interval else 0)
-        r.show.message(f"interrupted at step {step}; continue from the checkpoint at step "
-                       f"{max(last, r.start)} with: python cli.py train --resume {r.files.dir}",
-                       always=True)
-        raise
+        if r.signals.signum is not None:
+            raise Interrupted(r.signals.signum)        # stopped before anything was written
+        r.lock, r.made = claim_folder(r.files.dir, new=not resume)
+        summary = train(r)
     finally:
-        r.metrics.close()
+        r.signals.restore()
     if summary["status"] == "completed":
         speed = f", {summary['ms_per_iter']:.1f} ms/iter" if summary["ms_per_iter"] else ""
         r.show.message(f"done: val loss {summary['final_val_loss']:.4f}, "
                        f"{hms(summary['wall_time_s'])}{speed} -> {r.files.dir}")
     return summary
+
+
+def train(r):
+    """open_folder, the steps and finish, holding the folder's lock; after_failure on error."""
+    cfg, step = r.cfg, r.start
+    try:
+        open_folder(r)
+        for step in range(r.start, cfg.max_iters):
+            if r.signals.signum is not None:
+                stop_for_signal(r, step)
+            if not one_step(r, step):
+                break
+        return finish(r)
+    except BaseException as e:
+        after_failure(r, e)
+        raise
+    finally:
+        if r.metrics is not None:
+            r.metrics.close()
+        r.lock.release()
+
+
+def _say_finished(run_dir, summary, command):
+    if summary["status"] == "completed":
+        what = (f"is complete ({summary.get('step')} steps, final val loss "
+                f"{_fmt_loss(summary.get('final_val_loss'))}); nothing to do. To train it "
+                f"further: {command} --resume {shlex.quote(str(run_dir))} --max-iters N --extend")
+    else:
+        what = (f"diverged at step {summary.get('step')}; nothing to resume (see "
+                f"{run_files(run_dir).summary})")
+    Progress(True, 0).message(f"{run_dir} {what}", always=True)
 
 
 def _fmt_loss(x):

@@ -28,7 +28,8 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError, DataError, NotFound
 from ..init import role
-from .runfolder import load_checkpoint, save_arrays
+from .checkpoint import load_checkpoint
+from .runfolder import save_arrays
 
 PRUNABLE_ROLES = ("qkv", "proj", "fc", "fc_proj", "patch", "head")
 STRATEGIES = ("global", "layerwise")

@@ -11,23 +11,23 @@ writes, JSON, checkpoints (plain arrays, no pickle) and the metrics.jsonl trunca
 
     files = run_files("runs/demo")              # files.config, files.checkpoint, ...
     saved, cfg, mcfg = read_run_config("runs/demo")
-    cfg, model, info = load_run("runs/demo")    # with the checkpoint's parameters
 """
 from pathlib import Path
 from typing import NamedTuple
 import contextlib
 import datetime
+import fcntl
 import json
-import math
 import os
+import re
+import shutil
 import tempfile
-import zipfile
+import time
 
 import numpy as np
 
-from ..errors import CheckpointError, NotFound, RunFolderError
-from .build import config_from_dict, make_model
-from .config import TrainConfig
+from ..errors import NotFound, RunFolderError
+from .config import TrainConfig, config_from_dict
 
 
 class RunFiles(NamedTuple):
@@ -68,7 +68,7 @@ def _umask():
     return mask
 
 
-def _atomic_write(path, write):
+def atomic_write_with(path, write):
     """Call write(file) on a temporary file in path's folder, fsync it and rename it over path,
     so a reader (or a process killed half-way) sees either the old file or the new one."""
     with atomic_path(path) as tmp:
@@ -106,12 +106,12 @@ def atomic_path(path):
 
 def atomic_write(path, data):
     """Write the bytes `data` to path atomically (temporary file, fsync, rename)."""
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write_with(path, lambda f: f.write(data))
 
 
 def write_json(path, obj):
     text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write_with(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _decode_line(raw, path, lineno):
@@ -180,119 +180,54 @@ def read_jsonl(path, keys=()):
     return out
 
 
-def _rng_array(rng):
-    """A generator's state as a 0-d unicode array holding JSON (no pickle needed to load it)."""
-    return np.array(json.dumps(rng.bit_generator.state))
-
-
-def _set_rng(rng, arr, name, path):
+def _line_step(line):
+    """The step of one .jsonl line (bytes without its newline), or None when the line is
+    damaged: not UTF-8, not JSON, not an object, or without an integer "step"."""
     try:
-        rng.bit_generator.state = json.loads(str(arr[()]))
-    except (ValueError, TypeError, KeyError) as e:
-        raise CheckpointError(f"{path}: RNG state {name} is unusable ({e})") from None
+        record = json.loads(line)
+    except ValueError:                                  # JSONDecodeError, UnicodeDecodeError
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def save_arrays(path, arrays):
     """An .npz of plain arrays {name: array}, written atomically (mask.npz, rewind points)."""
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write_with(path, lambda f: np.savez(f, **arrays))
 
 
-def save_checkpoint(path, params, opt, step, streams, train_state):
-    """checkpoint.npz: params under their own names, opt.* optimizer state, step, rng.* states
-    (JSON strings) and train.* scalars (divergence reference, best val loss, elapsed seconds)."""
-    arrays = dict(params)
-    arrays.update(opt.state_dict())
-    arrays["step"] = np.array(step, dtype=np.int64)
-    for name, rng in streams.items():
-        arrays[f"rng.{name}"] = _rng_array(rng)
-    for name, value in train_state.items():
-        arrays[f"train.{name}"] = np.array(np.nan if value is None else value, dtype=np.float64)
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+def truncate_logs(paths, step):
+    """Cut the run's .jsonl logs (metrics, telemetry, sharpness) back to the lines of steps
+    < step, those written before the checkpoint at `step`; returns how many lines were dropped.
+
+    What a killed process leaves is dropped: a last line without its newline (a write cut
+    short) and every line from the first one of a step >= `step` on. A damaged line before
+    that point is not something a kill makes, and dropping it would take history with it: it
+    is a RunFolderError naming the file and the line, and no file is changed."""
+    kept = {path: _lines_before(Path(path), step) for path in paths if Path(path).exists()}
+    dropped = 0
+    for path, (data, n_dropped) in kept.items():
+        atomic_write_with(path, lambda f, data=data: f.write(data))
+        dropped += n_dropped
+    return dropped
 
 
-def save_params(path, params, step=0):
-    """A checkpoint of parameters only (an imported model): params under their names, "step"."""
-    arrays = dict(params, step=np.array(step, dtype=np.int64))
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def load_checkpoint(path):
-    """Every array of a checkpoint.npz as a dict, read with allow_pickle=False. A missing,
-    truncated, corrupt or pickle-holding file is a CheckpointError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head[:1] == b"\x80":                    # the first byte of a pickle (protocol >= 2)
-        raise CheckpointError(f"{path} is a pickle, not a checkpoint; refusing to load it")
-    if head != b"PK\x03\x04":                  # every .npz is a zip archive
-        raise CheckpointError(f"{path} is corrupt or not a checkpoint (not an .npz archive)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except ValueError as e:
-        if "pickle" in str(e):
-            raise CheckpointError(f"{path} holds pickled objects; refusing to load it "
-                                  f"(checkpoints hold plain arrays only)") from None
-        raise CheckpointError(f"{path} is not a valid checkpoint: {e}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-        raise CheckpointError(f"{path} is corrupt or not a checkpoint ({type(e).__name__}: "
-                              f"{e})") from None
-
-
-def restore_params(params, ckpt, path):
-    """Copy checkpoint arrays into the live params; every name and shape must match."""
-    missing = [n for n in params if n not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path} lacks parameter(s) {', '.join(missing[:3])}"
-                              f"{' ...' if len(missing) > 3 else ''}")
-    for name, p in params.items():
-        if ckpt[name].shape != p.shape:
-            raise CheckpointError(f"{path}: {name} has shape {ckpt[name].shape}, the model "
-                                  f"needs {p.shape}")
-        p[...] = ckpt[name]
-
-
-def restore_checkpoint(path, params, opt, streams, state):
-    """Load everything a checkpoint holds into the live objects (params, optimizer, generators,
-    the train.* entries of `state`); returns its step. Anything missing or mis-shaped is a
-    CheckpointError naming the file."""
-    ckpt = load_checkpoint(path)
-    try:
-        restore_params(params, ckpt, path)
-        opt.load_state_dict(ckpt)
-        for name, rng in streams.items():
-            _set_rng(rng, ckpt[f"rng.{name}"], name, path)
-        for name in state:
-            v = float(ckpt[f"train.{name}"])
-            state[name] = None if math.isnan(v) else v
-        return int(ckpt["step"])
-    except KeyError as e:
-        raise CheckpointError(f"{path} lacks {e.args[0]}; it is not a training "
-                              f"checkpoint") from None
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{path} does not fit this run: {e}") from None
-
-
-def truncate_metrics(path, step):
-    """Keep the lines of metrics.jsonl for steps < step (those written before the checkpoint);
-    a process killed after the checkpoint may have left later or half-written lines."""
-    if not path.exists():
-        return
+def _lines_before(path, step):
+    """(bytes of the lines of steps < step, number of lines after them); see truncate_logs."""
+    lines = path.read_bytes().split(b"\n")
+    lines.pop()                                         # after the last newline: b"" or a cut write
     keep = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                if json.loads(line)["step"] >= step:
-                    break
-            except (ValueError, KeyError, TypeError):
-                break
-            keep.append(line if line.endswith("\n") else line + "\n")
-    text = "".join(keep)
-    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    for lineno, line in enumerate(lines, start=1):
+        s = _line_step(line)
+        if s is not None and s >= step:
+            break                                       # written after the checkpoint: drop
+        if s is None:
+            raise RunFolderError(f"{path} line {lineno} is damaged (expected a JSON object with "
+                                 f"an integer \"step\"); it lies before the checkpoint's step "
+                                 f"{step}, so resuming would lose the history after it: repair "
+                                 f"or delete that line, then resume")
+        keep.append(line + b"\n")
+    return b"".join(keep), len(lines) - len(keep)
 
 
 def default_out_dir(cfg, root="runs"):
@@ -313,9 +248,129 @@ def check_out_dir(out_dir):
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"output path {out} is a file, not a folder; choose another --out")
     if out.is_dir() and run_files(out).config.exists():
+        check_not_in_use(out)
         raise RunFolderError(f"{out} already holds a run; continue it with --resume {out} or "
                               f"choose another --out")
     return out
+
+
+def check_not_in_use(run_dir):
+    """RunFolderError naming the live process that holds run_dir's lock, if one does."""
+    path = Path(run_dir) / LOCK
+    if path.is_file():
+        lock_folder(run_dir, write_pid=False).release()
+
+
+# ---------------------------------------------------------------------------------------------
+# Who may write: one process at a time
+
+LOCK = ".lock"                   # the lock file, inside the run folder
+
+
+class FolderLock:
+    """An exclusive flock(2) on a run folder's lock file, held until release(). The kernel
+    releases it when the process ends in any way (kill -9 included), so a crashed run never
+    blocks its own --resume; the file itself stays (deleting it would let two holders in)."""
+
+    def __init__(self, fd, path):
+        self.fd, self.path = fd, path
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)                           # closing the descriptor drops the lock
+            self.fd = None
+
+
+def lock_folder(run_dir, write_pid=True):
+    """Take run_dir's lock for this process's writes, or raise one RunFolderError naming the
+    live process that holds it. The holder's PID is written into the lock file (write_pid=False:
+    a probe that only checks, as check_not_in_use)."""
+    path = Path(run_dir) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # not inherited by child processes
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise RunFolderError(f"{run_dir} is in use by process {holder}, which is writing to it; "
+                             f"wait for it to end (or stop it), or choose another folder") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    if write_pid:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return FolderLock(fd, path)
+
+
+def _lock_holder(fd, tries=50):
+    """The PID written by the lock's holder (it writes it right after taking the lock)."""
+    for _ in range(tries):
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.01)
+    return "(unknown pid)"
+
+
+def clean_stale_temporaries(run_dir):
+    """Delete the temporary files atomic writes leave when their process is killed mid-write
+    (<file>.<8 random characters>.tmp); call it holding the folder's lock, so no live writer
+    owns them.
+    Returns the names removed."""
+    removed = []
+    for p in Path(run_dir).glob("*.tmp"):
+        if _TEMPORARY.fullmatch(p.name):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return sorted(removed)
+
+
+_TEMPORARY = re.compile(r".+\.[A-Za-z0-9_]{8}\.tmp")   # what atomic_path's mkstemp names look like
+
+
+def claim_folder(run_dir, new):
+    """Lock run_dir for writing. new=True: a new run; the folder (and missing parents) are
+    created, and it must not hold a run (checked again under the lock: two processes may have
+    passed check_out_dir together). Returns (lock, made): the folders this call created, from
+    the top down, for remove_half_made."""
+    run_dir = Path(run_dir)
+    made = []
+    if new:
+        for p in reversed([run_dir, *run_dir.parents]):     # from the root down
+            if not p.exists():
+                try:
+                    p.mkdir()
+                    made.append(p)
+                except FileExistsError:                     # another process made it first
+                    pass
+    lock = lock_folder(run_dir)
+    try:
+        if new and run_files(run_dir).config.exists():    # made by a process now finished
+            raise RunFolderError(f"{run_dir} already holds a run; continue it with --resume "
+                                 f"{run_dir} or choose another --out")
+        clean_stale_temporaries(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock, made
+
+
+def remove_half_made(run_dir, made):
+    """Undo a new run that failed before it was usable: its files, the run folder if this
+    process made it, and the parents it made while they are empty (a parent may meanwhile hold
+    another process's run, as in a sweep)."""
+    run_dir = Path(run_dir)
+    if run_dir in made:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        for p in (*run_files(run_dir)[1:], run_dir / LOCK):
+            Path(p).unlink(missing_ok=True)
+    for p in reversed([m for m in made if m != run_dir]):
+        try:
+            p.rmdir()
+        except OSError:                                     # not empty: someone else's now
+            break
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,15 +408,3 @@ def read_run_config(run_dir, model_config=True):
         raise RunFolderError(f"{run_files(run_dir).config} is incomplete or damaged "
                              f"({e})") from None
     return saved, cfg, mcfg
-
-
-def load_run(run_dir):
-    """(TrainConfig, model, info) of a run folder, with the parameters of its checkpoint.
-    info holds the run's config.json (vocab, model config) and the checkpoint's step."""
-    saved, cfg, mcfg = read_run_config(run_dir)
-    model = make_model(cfg, mcfg)
-    ckpt_path = run_files(run_dir).checkpoint
-    ckpt = load_checkpoint(ckpt_path)
-    restore_params(model.params, ckpt, ckpt_path)
-    info = dict(saved, step=int(ckpt["step"]) if "step" in ckpt else None)
-    return cfg, model, info

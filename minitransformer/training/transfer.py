@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from ..errors import ConfigError, NotFound
-from .runfolder import load_checkpoint, read_saved_config, run_files
+from .checkpoint import load_checkpoint
+from .runfolder import read_saved_config, run_files
 
 _STATE_PREFIXES = ("opt.", "rng.", "train.")       # checkpoint entries that are not parameters
 _MAX_LISTED = 6
