@@ -54,6 +54,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("evaluate.py", "train and validation loss (and ViT accuracy) on the evaluation stream"),
         ("progress.py", "the progress line on stderr: step, loss, lr, ms/iter, ETA"),
         ("signals.py", "Ctrl-C and SIGTERM: stop at a step boundary, checkpoint, exit 130 / 143"),
+        ("state.py", "what a run carries between the loop's parts: Carry (in checkpoints) and Run"),
         ("loop.py", "the training loop in parts: setup, step, evaluate, checkpoint, finish; resume"),
         ("runfolder.py", "the run folder: file names, config.json readers, atomic writes, the lock, log truncation"),
         ("checkpoint.py", "checkpoints as plain arrays (no pickle); load_run: a run's model with its weights"),

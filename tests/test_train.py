@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +209,8 @@ def test_resume_after_sigkill(tmp_path):
 
     # what kill -9 in the middle of atomic writes leaves (made certain here): cleaned up at the
     # next open of the folder; a file that is not a temporary of ours stays
-    for name in ("checkpoint.npz.k3j2h1q0.tmp", "metrics.jsonl.a8d7f6_e.tmp", "mask.npz.x1y2z3w4.tmp"):
+    for name in ("checkpoint.npz.k3j2h1q0.tmp", "metrics.jsonl.a8d7f6_e.tmp",
+                 "mask.npz.x1y2z3w4.tmp"):
         (killed / name).write_bytes(b"PK\x03\x04" + b"\0" * 5000)
     (killed / "notes.tmp").write_text("mine")
     from minitransformer.cli import main

@@ -13,9 +13,10 @@ Memory estimate of one run (bytes; `s` = the dtype's item size, 4 for float32):
     activations      s * (L * (16 B T C + 3 B NH T^2) + 2 B T C + 3 B T V)
                      per block: the caches of LayerNorms, qkv (3), attention output, projections,
                      MLP (4 + 4 for GELU) ~ 16 B T C, and scores, probabilities and their
-                     gradient, 3 B NH T^2; the embedding and the logits, probabilities and their
-                     gradient. T is the context (GPT) or the number of tokens (ViT), V the vocabulary
-                     or classes; a ViT evaluates up to 500 images at once, so B = max(B, 500) there.
+                     gradient, 3 B NH T^2; the embedding and the logits, probabilities and
+                     their gradient. T is the context (GPT) or the number of tokens (ViT), V
+                     the vocabulary or classes; a ViT evaluates up to 500 images at once, so
+                     B = max(B, 500) there.
     encoded data     the arrays of the data set, already in memory when the check runs
 
 It is an estimate within a small factor, meant to catch the impossible (a block size of 100,000

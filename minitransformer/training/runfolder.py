@@ -1,16 +1,20 @@
 """The run folder: the only module that knows its file names and reads its config.json. Atomic
-writes, JSON, checkpoints (plain arrays, no pickle) and the metrics.jsonl truncation that makes
---resume bit-identical. docs/design.md's run-folder contract describes the files:
+writes, the JSON readers, the lock that lets one process write at a time, and the truncation of
+the logs that makes --resume bit-identical (checkpoint files: training/checkpoint.py).
+docs/design.md's run-folder contract describes the files:
 
     config.json      {"train": TrainConfig, "model": GPTConfig/ViTConfig, "vocab", "n_params", ...}
     metrics.jsonl    one line per logged step: step, loss, lr (+ train/val loss at evaluations)
-    telemetry.jsonl  per-tensor and per-layer statistics (--telemetry), sharpness.jsonl (--sharpness-every)
+    telemetry.jsonl  per-tensor and per-layer statistics (--telemetry)
+    sharpness.jsonl  top Hessian eigenvalue (--sharpness-every)
+    .lock            the lock file (lock_folder): the PID of the process writing the folder
     summary.json     written once, when the run ends (completed or diverged)
     checkpoint.npz   params under their own names, opt.* optimizer state, "step",
                      rng.<stream> generator states as JSON text, train.* scalars
 
     files = run_files("runs/demo")              # files.config, files.checkpoint, ...
     saved, cfg, mcfg = read_run_config("runs/demo")
+    lock, made = claim_folder("runs/demo", new=True)   # or RunFolderError naming the live PID
 """
 from pathlib import Path
 from typing import NamedTuple
