@@ -10,7 +10,8 @@ import pytest
 from minitransformer import GPTConfig, build_model
 from minitransformer.analysis.bench import model_flops
 from minitransformer.measure.coordcheck import coordcheck, slope
-from minitransformer.training.loop import TrainConfig, run
+from minitransformer.training.config import TrainConfig
+from minitransformer.training.loop import run
 
 
 def test_bench_flops_of_the_default_gpt_by_hand():
