@@ -11,6 +11,7 @@ from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer import init as I
 from minitransformer.init.audit import audit, format_audit, coord_check
 from minitransformer.init.build import check_config
+from minitransformer.engine.names import MATRICES, role
 from minitransformer.engine.optim import AdamW, SGD
 
 GPT = GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=64)
@@ -122,7 +123,7 @@ def test_init_scale_multiplies_exactly_the_weight_matrices():
     a, _ = make(VIT, "xavier_uniform", seed=3)
     b, _ = make(VIT, "xavier_uniform", seed=3, init_scale=2.5)
     for name in a.params:
-        factor = 2.5 if I.role(name) in I.MATRICES else 1.0
+        factor = 2.5 if role(name) in MATRICES else 1.0
         np.testing.assert_allclose(b.params[name], factor * a.params[name], rtol=1e-15, err_msg=name)
     _, rows, _ = audit(VIT, "xavier_uniform", seed=3, opts=I.InitOptions(init_scale=2.5))
     assert all(r.ok is not False for r in rows)

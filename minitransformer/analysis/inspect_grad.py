@@ -19,6 +19,7 @@ For a fresh model (--init) there is no optimizer state and "adam" is null.
 import numpy as np
 
 from ..engine.gradcheck import numerical_grad
+from ..engine.optim import ADAM_EPS, adam_bias_corrected, adam_update
 from ..errors import ConfigError
 
 EPS = 1e-4          # float64: truncation O(ε²) ~ 1e-8 of the curvature, rounding ~1e-12 of L
@@ -88,11 +89,10 @@ def _adam(snap, name, flat):
     mi, vi = float(m[name].reshape(-1)[flat]), float(v[name].reshape(-1)[flat])
     res = {"m": mi, "v": vi, "t": t}
     if t >= 1:
-        mhat = mi / (1 - cfg.beta1 ** t)
-        vhat = vi / (1 - cfg.beta2 ** t)
+        mhat, vhat = adam_bias_corrected(mi, vi, t, cfg.beta1, cfg.beta2)
         lr_eff = float(cfg.lr_at(t - 1)) * snap.lr_mult()[name]
-        res.update(m_hat=mhat, v_hat=vhat, lr=lr_eff, eps=1e-8,
-                   last_step=-lr_eff * mhat / (np.sqrt(vhat) + 1e-8),
+        res.update(m_hat=mhat, v_hat=vhat, lr=lr_eff, eps=ADAM_EPS,
+                   last_step=-float(adam_update(mi, vi, t, lr_eff, cfg.beta1, cfg.beta2)),
                    weight_decay=cfg.weight_decay if snap.model.params[name].ndim >= 2 else 0.0)
     return res
 

@@ -128,6 +128,7 @@ def _role_tables():
 
 
 _INNER, _OUTER = _role_tables()
+_SLOT_OF = {module: slot for names in ALL_NAMES for slot, module in names.block._asdict().items()}
 
 
 def split_block_name(name):
@@ -138,6 +139,24 @@ def split_block_name(name):
             if index.isdigit():
                 return names.prefix, int(index), rest
     return None
+
+
+def block_slot(name):
+    """The slot (ln_1, qkv, proj, ln_2, fc, fc_proj, or alpha) of a block tensor; None outside
+    the blocks."""
+    parts = split_block_name(name)
+    if parts is None:
+        return None
+    module = parts[2].rpartition(".")[0]
+    return _SLOT_OF.get(module, parts[2])
+
+
+def sibling(name, slot, tensor="weight"):
+    """The tensor `slot`.`tensor` of the same block as `name`: sibling("h.2.attn.c_attn.weight",
+    "proj") is "h.2.attn.c_proj.weight"."""
+    prefix, i, _ = split_block_name(name)
+    names = next(n for n in ALL_NAMES if n.prefix == prefix)
+    return f"{block_prefix(names, i)}{getattr(names.block, slot)}.{tensor}"
 
 
 def role(name):

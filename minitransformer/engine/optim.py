@@ -1,6 +1,6 @@
 """Optimizers (AdamW, SGD), gradient clipping and learning-rate schedules.
 
-Parameters and gradients are dicts name -> array (see DESIGN.md section 4). Optimizers update
+Parameters and gradients are dicts name -> array (names in docs/design.md#parameter-names). Optimizers update
 the parameter arrays in place, because ``model.params`` is the live model state. Per-tensor state
 (m, v or the momentum buffer) has the parameter's shape and dtype. ``state_dict()`` gives flat
 ``opt.*`` arrays that go into checkpoint.npz next to the parameters.
@@ -8,12 +8,38 @@ the parameter arrays in place, because ``model.params`` is the live model state.
 Weight decay is decoupled (Loshchilov & Hutter 2019) and only touches tensors with ndim >= 2
 (weights, embeddings, pos_embed), as nanoGPT: never biases, LayerNorm gains, ReZero gates or
 cls_token.
+
+Adam's bias-corrected moments, its per-element preconditioner and its step are written once,
+below (adam_bias_corrected, adam_preconditioner, adam_update): every instrument that explains
+an Adam step (telemetry, inspect grad, sharpness, the structured init's fit) uses them. The
+AdamW kernel computes the same update in PyTorch's order of operations, tested equal.
 """
 import math
 
 import numba
 import numpy as np
 from ..errors import CheckpointError, ConfigError
+
+ADAM_EPS = 1e-8      # AdamW's epsilon (PyTorch's default); the training loop keeps it
+
+
+def adam_bias_corrected(m, v, t, beta1, beta2):
+    """(m̂, v̂) = (m / (1 − β1^t), v / (1 − β2^t)) after t >= 1 steps: the moment estimates
+    without the bias of their zero start. Works on arrays (in their dtype) and scalars."""
+    return m / (1.0 - beta1 ** t), v / (1.0 - beta2 ** t)
+
+
+def adam_preconditioner(v, t, beta2, eps=ADAM_EPS, lr_mult=1.0):
+    """lr_mult / (√v̂ + ε) per element: the factor Adam multiplies the (momentum) gradient by,
+    so that its step is about lr_eff per element whatever the gradient's size."""
+    vhat = v / (1.0 - beta2 ** t)
+    return lr_mult / (np.sqrt(vhat) + eps)
+
+
+def adam_update(m, v, t, lr_eff, beta1, beta2, eps=ADAM_EPS):
+    """u = lr_eff · m̂ / (√v̂ + ε): the step Adam subtracts after t steps (weight decay apart)."""
+    mhat, vhat = adam_bias_corrected(m, v, t, beta1, beta2)
+    return lr_eff * mhat / (np.sqrt(vhat) + eps)
 
 
 def decay_mask(params):
@@ -120,7 +146,8 @@ class AdamW:
     PyTorch param group with its own lr), which is how muP gives hidden matrices LR eta/width.
     """
 
-    def __init__(self, params, lr, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, lr_mult=None):
+    def __init__(self, params, lr, betas=(0.9, 0.99), eps=ADAM_EPS, weight_decay=0.1,
+                 lr_mult=None):
         beta1, beta2 = betas
         for name, b in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= b < 1.0:

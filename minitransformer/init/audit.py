@@ -184,8 +184,8 @@ def list_schemes():
     w = max(len(n) for n in _init.SCHEMES)
     lines = []
     for name, s in _init.SCHEMES.items():
-        lines.append(f"{name:<{w}}  {s['formula']}")
-        lines.append(f"{'':<{w}}  {s['reference']}")
+        lines.append(f"{name:<{w}}  {s.formula}")
+        lines.append(f"{'':<{w}}  {s.reference}")
     return "\n".join(lines)
 
 
@@ -201,7 +201,7 @@ def show(model, init, fields, seed=0, opts=None):
         raise ConfigError(f"{', '.join(unknown)} do(es) not apply to a {model} model")
     cfg, rows, warnings = audit(cls(**fields), init, seed=seed, opts=opts, explicit=tuple(fields))
     s = _init.SCHEMES[init]
-    title = [f"init {init}: {s['formula']}", f"  {s['reference']}",
+    title = [f"init {init}: {s.formula}", f"  {s.reference}",
              "  model: " + ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
              f"  seed {seed}; promised and measured std are the rms about the promised mean; a row "
              f"is flagged beyond {Z_TOL:g} standard errors"]

@@ -29,6 +29,8 @@ the run), and append the record to sharpness.jsonl next to metrics.jsonl.
 import math
 
 import numpy as np
+
+from ..engine import optim
 from ..errors import ConfigError
 
 
@@ -158,12 +160,11 @@ def top_eigenvalue(model, x, y, iters=100, restarts=3, tol=1e-2, eps=1e-4, seed=
 def adam_preconditioner(params, adam_state, beta2, eps, lr_mult=None):
     """d = lr_mult/(√v̂ + ε) per element, flat in params order, from AdamW's (m, v, t)."""
     _, v, t = adam_state
-    bc2 = 1.0 - beta2 ** float(t)
     parts = []
     for name, p in params.items():
-        vhat = np.asarray(v[name], dtype=np.float64).reshape(-1) / bc2
         mult = 1.0 if lr_mult is None else lr_mult[name]
-        parts.append(mult / (np.sqrt(vhat) + eps))
+        v64 = np.asarray(v[name], dtype=np.float64).reshape(-1)
+        parts.append(optim.adam_preconditioner(v64, float(t), beta2, eps, mult))
     return np.concatenate(parts)
 
 

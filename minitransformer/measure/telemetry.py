@@ -59,6 +59,7 @@ import numpy as np
 
 from ..engine.kinds import kind_of
 from ..engine.names import block_prefix
+from ..engine.optim import adam_update
 
 
 def copy_params(params):
@@ -84,12 +85,9 @@ def adam_steps(opt, name, lr):
     or None when opt is not an AdamW that has stepped."""
     if not hasattr(opt, "m") or not hasattr(opt, "v") or opt.t < 1:
         return None
-    t = float(opt.t)
-    m, v = opt.m[name], opt.v[name]
     lr_eff = lr * opt.lr_mult[name]
-    mhat = m / (1.0 - opt.beta1 ** t)
-    vhat = v / (1.0 - opt.beta2 ** t)
-    return lr_eff * np.abs(mhat) / (np.sqrt(vhat) + opt.eps)
+    return np.abs(adam_update(opt.m[name], opt.v[name], float(opt.t), lr_eff, opt.beta1,
+                              opt.beta2, opt.eps))
 
 
 def tensor_stats(params_before, params_after, grads, opt=None, lr=None, clip_coef=1.0):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError, DataError, NotFound
-from ..init import role
+from ..engine.names import role
 from .checkpoint import load_checkpoint
 from .runfolder import save_arrays
 
