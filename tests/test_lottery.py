@@ -158,6 +158,13 @@ def test_bad_lottery_input_is_one_line(tmp_path, capsys, extra, words):
     assert not (tmp_path / "x").exists()                          # nothing written
 
 
+def test_help_says_what_is_prunable(capsys):
+    code, out, _ = cli(capsys, "lottery", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "never embedding tables (wte, wpe, pos_embed, cls_token), LayerNorm, biases" in text
+
+
 def test_bad_mask_file_is_one_line(done, tmp_path, capsys):
     ticket_mask = done[0] / "level_1" / "mask.npz"
     masks = dict(np.load(ticket_mask))

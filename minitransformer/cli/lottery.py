@@ -15,8 +15,8 @@ randomly_reinitialize (same mask, fresh init) and randomly_prune (random mask of
 per-tensor sparsity). Writes DIR/level_k/<branch>/ run folders, DIR/results.csv and
 DIR/report.md with a verdict. Rerun the same command to finish an interrupted lottery.
 
-\b
-{PRUNABLE_HELP}""")
+{PRUNABLE_HELP} The lottery sets --init-from, --start-from, --mask and --save-state-at
+itself.""")
 @click.option("--out", type=str, required=True, help="Folder of the lottery.")
 @click.option("--levels", type=int, required=True, help="Pruning rounds after the dense level 0.")
 @click.option("--prune-fraction", type=float, default=0.2, show_default=True,
