@@ -89,6 +89,20 @@ def test_levels_prune_rewind_and_controls(done):
     assert (out / "lottery_metric.png").stat().st_size > 0
 
 
+def test_telemetry_replay_of_a_sparse_branch_reproduces_it(done, tmp_path):
+    """inspect telemetry replays a lottery branch from its start state, mask included."""
+    import shutil
+    from minitransformer.analysis.replay import record_run
+    from minitransformer.training.runfolder import read_jsonl
+    src = done[0] / "level_2" / "randomly_prune"
+    run_dir = tmp_path / "copy"
+    shutil.copytree(src.resolve(), run_dir)
+    res = record_run(run_dir, every=10)
+    assert res["checked_against_checkpoint"] and res["steps"] == 35
+    recs = read_jsonl(run_dir / "telemetry.jsonl")
+    assert recs[0]["step"] == 10 and recs[0]["sparsity"] == pytest.approx(0.51, abs=0.01)
+
+
 def test_killed_lottery_resumes_to_the_same_results(done, tmp_path):
     """SIGKILL while level 1's branches train (after a checkpoint), then the same command:
     results.csv and every final checkpoint equal the uninterrupted lottery's."""

@@ -3,7 +3,8 @@
     summary = record_run("runs/gpt-...", every=10, sharpness_every=100)
 
 Training is deterministic (the batches come from their own stream, evaluation from another), so
-re-running the updates from the initial weights with the training loop's own step
+re-running the updates from the initial weights (or from the saved state of a --start-from
+run, with its masks: a lottery branch) with the training loop's own step
 (training/step.py) reproduces the run bit for bit while recording telemetry.jsonl
 (measure/telemetry.py's records) and, with sharpness_every, sharpness.jsonl. The parameters at
 the checkpoint's step must come out identical to the checkpoint's, which checks that the replay
@@ -19,7 +20,8 @@ from ..errors import ConfigError
 from ..measure.sharpness import sharpness_record
 from ..measure.telemetry import append_jsonl, step_record, json_safe
 from ..training.build import get_batch, make_optimizer, make_streams
-from ..training.runfolder import read_json, run_files
+from ..training.masks import apply_masks, mask_optimizer_state, run_masks, sparsity
+from ..training.runfolder import read_json, restore_checkpoint, run_files
 from ..training.step import train_step
 
 
@@ -44,6 +46,13 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
     params = model.params
     opt = make_optimizer(cfg, model.cfg, params)
     streams = make_streams(cfg.data_seed)
+    start = 0                                          # a run that went on from a saved state
+    if cfg.start_from is not None:                     # (a lottery branch) starts where it did
+        start = restore_checkpoint(Path(cfg.start_from), params, opt, streams, {})
+    masks = run_masks(cfg, run_dir, params, resume=True)
+    if masks is not None:
+        apply_masks(params, masks)
+        mask_optimizer_state(opt, masks)
     data = snap.data()
     sx, sy = snap.batch(seed=sharpness_batch_seed)
     tel_path, sh_path = files.telemetry, files.sharpness
@@ -51,18 +60,20 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
     if sharpness_every:
         sh_path.write_text("")
     t_step, t_tel, checked = [], [], False
-    for step in range(end):
+    for step in range(start, end):
         t0 = time.perf_counter()
         x, y = get_batch(cfg, data, "train", streams["data"])
         logged = step % every == 0
         trace = {} if logged and activations else None
         res = train_step(model, opt, x, y, cfg.lr_at(step), cfg.grad_clip, trace=trace,
-                         keep_before=logged)                 # what the training loop does
+                         keep_before=logged, masks=masks)    # what the training loop does
         t1 = time.perf_counter()
         if logged:
             rec = step_record(step, res.lr, res.grad_norm, cfg.grad_clip, res.before, model,
                               res.grads, opt, x, activations, trace)
             rec["loss"] = res.loss
+            if masks is not None:
+                rec["sparsity"] = sparsity(masks)
             append_jsonl(tel_path, rec)
             t_tel.append(time.perf_counter() - t1)
         t_step.append(t1 - t0)
