@@ -121,6 +121,9 @@ def write_figures(out, rows, model):
             ax.axhspan(dense - margin, dense + margin, color="gray", alpha=0.15,
                        label=f"dense ± margin {margin}")
         ax.set_xscale("log")
+        ticks, _ = _series(rows, "ticket", "sparsity")           # every level's remaining %
+        ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks], minor=False)
+        ax.set_xticks([], minor=True)
         ax.invert_xaxis()
         ax.set_xlabel("prunable weights remaining (%), log scale")
         ax.set_ylabel(ylabel)
