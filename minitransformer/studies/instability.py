@@ -162,17 +162,20 @@ def format_result(res):
 
 
 def plot_barriers(res, path):
-    """Barrier against the step K the copies start from."""
+    """Barrier against the step K the copies start from: the error barrier (ViT) and the loss
+    barrier, side by side."""
     from ..analysis.plots import _plt
     plt = _plt()
     ks = [p["from_step"] for p in res["points"]]
-    fig, ax = plt.subplots(figsize=(5.6, 3.6))
-    ax.plot(ks, [p["barrier"] for p in res["points"]], "o-")
-    ax.axhline(0.0, color="gray", lw=0.8)
-    ax.set_xlabel("step K the two copies start from")
-    ax.set_ylabel(f"{res['measure']} barrier")
-    ax.set_title("instability: small barrier = stable to data order", fontsize=9)
-    ax.grid(alpha=0.3)
+    keys = (["error_barrier"] if res["model"] == "vit" else []) + ["loss_barrier"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        ax.plot(ks, [p[key] for p in res["points"]], "o-")
+        ax.axhline(0.0, color="gray", lw=0.8)
+        ax.set_xlabel("step K the two copies start from")
+        ax.set_ylabel(key.replace("_", " ") + (" (nats)" if key == "loss_barrier" else ""))
+        ax.grid(alpha=0.3)
+    fig.suptitle("instability: a small barrier = stable to the data order", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
