@@ -5,9 +5,9 @@ the Lottery Ticket Hypothesis"): is training from step K stable to the noise of 
     res["points"][i]["barrier"]           # one entry per K
 
 For each K: replay the run (its config.json decides everything, so this is the run's own
-trajectory, bit for bit, from step 0 or from its start_from state, masks included) up to step K; make two copies of the full state (weights and AdamW
-moments); train each copy to max_iters with its own data order (two generators derived from the
-run's seed and K); evaluate along the straight line θ(α) = θ_A + α (θ_B − θ_A), α in [0, 1]:
+trajectory, bit for bit, from step 0 or from its start_from state, masks included) up to step
+K; make two copies of the full state (weights and AdamW moments); train each copy to max_iters
+with its own data order (two generators derived from the run's data seed and K); evaluate along the straight line θ(α) = θ_A + α (θ_B − θ_A), α in [0, 1]:
 
     barrier = max over α of E(θ(α)) − (E(θ_A) + E(θ_B)) / 2
 
@@ -129,7 +129,8 @@ def instability(run_dir, from_steps, n_points=11, same_order=False, progress=Tru
             ends.append(twin.params)
         path = path_metrics(model, ends[0], ends[1], alphas, evaluate)
         point = {"from_step": k, "alphas": [float(a) for a in alphas],
-                 "loss": [p["loss"] for p in path], "loss_barrier": barrier([p["loss"] for p in path])}
+                 "loss": [p["loss"] for p in path],
+                 "loss_barrier": barrier([p["loss"] for p in path])}
         if cfg.model == "vit":
             point["error"] = [p["error"] for p in path]
             point["error_barrier"] = barrier(point["error"])

@@ -6,9 +6,9 @@ pruning, rewinding, and the mask file (mask.npz) of a run folder.
     start = rewind(rewind_params, masks)                   # step-K values times the mask
     save_masks(run_dir / "mask.npz", masks);  masks = load_masks(path, model.params)
 
-Prunable tensors (PRUNABLE_ROLES, by init.role of the name): the weight matrices of attention
-(qkv, proj) and of the MLP (fc, fc_proj), and for the ViT the patch embedding and the head. Never
-the embedding tables (wte, which is also the GPT's tied LM head; wpe, pos_embed, cls_token),
+Prunable tensors (PRUNABLE_ROLES, by engine/names.py's role of the name): the weight matrices
+of attention (qkv, proj) and of the MLP (fc, fc_proj), and for the ViT the patch embedding and
+the head. Never the embedding tables (wte, which is also the GPT's tied LM head; wpe, pos_embed, cls_token),
 LayerNorm gains and biases, other biases, or ReZero gates: the lottery-ticket papers prune only
 the weight matrices, and those other tensors are a small fraction of the parameters.
 
@@ -27,11 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError, DataError, NotFound
+<<<<<<< HEAD
 from ..engine.names import role
+=======
+from ..engine.names import MATRICES, role
+>>>>>>> cf5a878 (masks: prunable = engine/names.py's MATRICES; lines under 100 characters)
 from .checkpoint import load_checkpoint
 from .runfolder import save_arrays
 
-PRUNABLE_ROLES = ("qkv", "proj", "fc", "fc_proj", "patch", "head")
+PRUNABLE_ROLES = MATRICES          # engine/names.py: the matrices that multiply activations
 STRATEGIES = ("global", "layerwise")
 PRUNABLE_HELP = ("Prunable: the attention (qkv, proj) and MLP (fc, fc_proj) weight matrices, and "
                  "for the ViT the patch embedding and the head; never embedding tables (wte, "
