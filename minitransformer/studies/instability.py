@@ -7,7 +7,8 @@ the Lottery Ticket Hypothesis"): is training from step K stable to the noise of 
 For each K: replay the run (its config.json decides everything, so this is the run's own
 trajectory, bit for bit, from step 0 or from its start_from state, masks included) up to step
 K; make two copies of the full state (weights and AdamW moments); train each copy to max_iters
-with its own data order (two generators derived from the run's data seed and K); evaluate along the straight line θ(α) = θ_A + α (θ_B − θ_A), α in [0, 1]:
+with its own data order (two generators derived from the run's data seed and K); evaluate
+along the straight line θ(α) = θ_A + α (θ_B − θ_A), α in [0, 1]:
 
     barrier = max over α of E(θ(α)) − (E(θ_A) + E(θ_B)) / 2
 

@@ -8,8 +8,9 @@ pruning, rewinding, and the mask file (mask.npz) of a run folder.
 
 Prunable tensors (PRUNABLE_ROLES, by engine/names.py's role of the name): the weight matrices
 of attention (qkv, proj) and of the MLP (fc, fc_proj), and for the ViT the patch embedding and
-the head. Never the embedding tables (wte, which is also the GPT's tied LM head; wpe, pos_embed, cls_token),
-LayerNorm gains and biases, other biases, or ReZero gates: the lottery-ticket papers prune only
+the head. Never the embedding tables (wte, which is also the GPT's tied LM head; wpe,
+pos_embed, cls_token), LayerNorm gains and biases, other biases, or ReZero gates: the papers
+prune only
 the weight matrices, and those other tensors are a small fraction of the parameters.
 
 A masked model computes L(w * m). Its gradient with respect to w is m * dL/d(w * m): the masked
