@@ -10,8 +10,7 @@ Prunable tensors (PRUNABLE_ROLES, by engine/names.py's role of the name): the we
 of attention (qkv, proj) and of the MLP (fc, fc_proj), and for the ViT the patch embedding and
 the head. Never the embedding tables (wte, which is also the GPT's tied LM head; wpe,
 pos_embed, cls_token), LayerNorm gains and biases, other biases, or ReZero gates: the papers
-prune only
-the weight matrices, and those other tensors are a small fraction of the parameters.
+prune only the weight matrices, and the other tensors are a small fraction of the parameters.
 
 A masked model computes L(w * m). Its gradient with respect to w is m * dL/d(w * m): the masked
 entries' gradients are zero. Training keeps masked weights at exactly zero (apply_masks at the
