@@ -21,7 +21,8 @@ from ..measure.sharpness import sharpness_record
 from ..measure.telemetry import append_jsonl, step_record, json_safe
 from ..training.build import get_batch, make_optimizer, make_streams
 from ..training.masks import apply_masks, mask_optimizer_state, run_masks, sparsity
-from ..training.runfolder import read_json, restore_checkpoint, run_files
+from ..training.checkpoint import restore_checkpoint
+from ..training.runfolder import read_json, run_files
 from ..training.step import train_step
 
 
