@@ -27,11 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError, DataError, NotFound
-<<<<<<< HEAD
-from ..engine.names import role
-=======
 from ..engine.names import MATRICES, role
->>>>>>> cf5a878 (masks: prunable = engine/names.py's MATRICES; lines under 100 characters)
 from .checkpoint import load_checkpoint
 from .runfolder import save_arrays
 
