@@ -131,3 +131,71 @@ def test_missing_merges_on_import_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "no merges.txt" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+SMALL = ["--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
+         "--batch-size", "2", "--warmup-iters", "0", "--eval-iters", "2", "--log-interval", "1",
+         "--no-telemetry"]
+
+
+def test_sample_on_an_imported_gpt2_decodes_text(tmp_path, capsys):
+    """Greedy sampling (top-k 1) through the CLI against a greedy loop written here."""
+    model = gpt2_folder(tmp_path / "hf", "json", seed=3)
+    main(["import-gpt2", str(tmp_path / "hf"), "--out", str(tmp_path / "run")])
+    capsys.readouterr()
+    main(["sample", str(tmp_path / "run"), "--prompt", "ROMEO: thou", "--max-new-tokens", "12",
+          "--top-k", "1"])
+    out = capsys.readouterr().out
+    tok = load_bpe(BPE / "json")
+    ids = list(tok.encode("ROMEO: thou"))
+    for _ in range(12):
+        ids.append(int(model.forward(np.array([ids[-16:]]))[0, -1].argmax()))
+    assert out == "ROMEO: thou" + tok.decode(ids[-12:]) + "\n"
+
+
+def test_train_bpe_records_its_tokenizer_and_reports_bits_per_character(tmp_path):
+    text = TEXT[:20_000]
+    (tmp_path / "t.txt").write_text(text)
+    main(["train", "--data", str(tmp_path / "t.txt"), "--out", str(tmp_path / "run"),
+          "--tokenizer", "bpe", "--vocab-size", "300", "--max-iters", "3", "--eval-interval", "0",
+          *SMALL])
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["tokenizer"] == {"kind": "bpe", "files": ["tokenizer.json"], "vocab_size": 300}
+    assert saved["model"]["vocab_size"] == 300 and saved["vocab"] is None
+    n_train = int(len(text) * 0.9)
+    assert (tmp_path / "run" / "tokenizer.json").read_bytes() == \
+        train_bpe(text[:n_train], 300).files["tokenizer.json"]       # learned on the train split
+    tok = run_tokenizer(tmp_path / "run", saved)
+    per_char = len(tok.encode(text[n_train:])) / (len(text) - n_train)
+    last = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()][-1]
+    assert per_char < 0.8
+    assert last["val_bpc"] == pytest.approx(last["val_loss"] * per_char / np.log(2), rel=1e-12)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["final_val_bpc"] == last["val_bpc"]
+    main(["train", "--resume", str(tmp_path / "run"), "--quiet"])   # reads the stored tokenizer
+    again = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert again["final_val_loss"] == summary["final_val_loss"]
+
+
+def test_fine_tune_an_imported_gpt2_on_text_tokenized_the_same_way(tmp_path, capsys):
+    gpt2_folder(tmp_path / "hf", "pair")
+    main(["import-gpt2", str(tmp_path / "hf"), "--out", str(tmp_path / "gpt2")])
+    (tmp_path / "t.txt").write_text(TEXT[:5_000])
+    main(["train", "--data", str(tmp_path / "t.txt"), "--out", str(tmp_path / "ft"),
+          "--init-from", str(tmp_path / "gpt2"), "--max-iters", "2", "--eval-interval", "0",
+          *SMALL])
+    out = capsys.readouterr()
+    assert "init_from" not in out.err                      # every tensor loaded, none re-drawn
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert saved["tokenizer"]["files"] == ["vocab.json", "merges.txt"]
+    assert saved["model"]["vocab_size"] == 320
+    for name in ("vocab.json", "merges.txt"):
+        assert (tmp_path / "ft" / name).read_bytes() == (BPE / "pair" / name).read_bytes()
+    for bad, expect in ((["--tokenizer", "char"], "--tokenizer char"),
+                        (["--tokenizer", "bpe", "--vocab-size", "400"], "--vocab-size 400")):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--data", str(tmp_path / "t.txt"), "--out", str(tmp_path / "x"),
+                  "--init-from", str(tmp_path / "gpt2"), *bad, *SMALL])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and expect in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()

@@ -86,7 +86,7 @@ def test_run_folder_files_and_keys(full_run):
     for m in metrics[:-1]:
         assert {"step", "loss", "lr"} <= set(m)
         assert ("val_loss" in m) == ("train_loss" in m) == (m["step"] % 10 == 0)
-    assert set(metrics[-1]) == {"step", "train_loss", "val_loss"}          # the final evaluation
+    assert set(metrics[-1]) == {"step", "train_loss", "val_loss", "val_bpc"}    # final evaluation
     assert metrics[-2]["step"] == 39                                       # last step is logged
 
     assert json.loads((out / "summary.json").read_text()) == summary

@@ -156,14 +156,14 @@ def write_imported_run(out_dir, train, cfg, params, imported_from, tokenizer=Non
     tokenizer's files, and config.json last (what makes the folder a run). Everything is checked
     before; a folder this call created is removed again if a write fails (no half-made runs)."""
     from ..training.checkpoint import save_params
-    from ..training.runfolder import check_out_dir, run_files, write_run_config
+    from ..training.runfolder import (check_out_dir, run_files, save_tokenizer,
+                                      write_run_config)
     out = check_out_dir(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         save_params(run_files(out).checkpoint, params, step=0)
-        if tokenizer is not None:
-            tokenizer.save(out)
+        save_tokenizer(out, tokenizer)
         write_run_config(out, train, cfg,
                          tokenizer.vocab if getattr(tokenizer, "kind", None) == "char" else None,
                          int(sum(p.size for p in params.values())),
@@ -198,7 +198,7 @@ def export_gpt2(run_dir, out_dir):
     """Write a run's GPT as a Hugging Face GPT-2 folder (config.json + model.safetensors, and its
     BPE tokenizer files) that GPT2LMHeadModel.from_pretrained loads. Returns the config dict."""
     from ..training.checkpoint import load_checkpoint
-    from ..training.runfolder import read_saved_config, run_files
+    from ..training.runfolder import read_saved_config, run_files, save_tokenizer
     run_dir, out = Path(run_dir), Path(out_dir)
     saved = read_saved_config(run_dir)
     if saved.get("train", {}).get("model", "gpt") != "gpt" or "vocab_size" not in saved.get("model", {}):
@@ -217,7 +217,6 @@ def export_gpt2(run_dir, out_dir):
         raise RunFolderError(f"{out} already holds a model.safetensors; choose another --out")
     write_safetensors(out / "model.safetensors", hf_tensors({n: ckpt[n] for n in shapes}),
                       metadata={"format": "pt"})
-    if getattr(tok, "kind", None) == "bpe":
-        tok.save(out)
+    save_tokenizer(out, tok)                           # BPE files (none for characters)
     atomic_write(out / "config.json", (json.dumps(hf, indent=2) + "\n").encode("utf-8"))
     return hf

@@ -327,18 +327,22 @@ def plot_spectra(snap, path, init_params=None):
 def gpt_prompt_ids(snap, prompt=None, length=48):
     """The prompt as ids (cropped to block_size), or the first `length` characters of the
     validation text."""
-    from ..engine.generate import start_ids
+    from ..training.tokenizer import prompt_ids
     if prompt is None:
         ids = snap.data().val[:min(length, snap.model.cfg.block_size)]
     else:
-        ids = start_ids(snap.vocab, prompt)[-snap.model.cfg.block_size:]
+        tok = snap.tokenizer()
+        if tok is None:
+            raise ConfigError(f"{_src(snap)} has no tokenizer: it reads token ids, not a prompt")
+        ids = prompt_ids(tok, prompt)[-snap.model.cfg.block_size:]
     return np.asarray(ids, dtype=np.int64)
 
 
 def plot_attention_gpt(snap, path, prompt=None):
     plt = _plt()
     ids = gpt_prompt_ids(snap, prompt)
-    chars = [repr(snap.vocab[i])[1:-1] for i in ids]
+    tok = snap.tokenizer()
+    chars = [repr(piece)[1:-1] for piece in tok.pieces(ids)]
     _, trace = snap.model.forward(ids[None], trace=True)
     cfg = snap.model.cfg
     L, NH = cfg.n_layer, cfg.n_head
@@ -359,7 +363,7 @@ def plot_attention_gpt(snap, path, prompt=None):
                 ax.set_xlabel("key (attended character)", fontsize=7)
             if h == 0:
                 ax.set_ylabel("query (current character)", fontsize=7)
-    text = "".join(snap.vocab[i] for i in ids).replace("\n", "⏎")
+    text = tok.decode(ids).replace("\n", "⏎")
     fig.suptitle(f"{_src(snap)}: attention on {text!r}", fontsize=9)
     return _finish(fig, "heads differ: some look at the previous character or the start of "
                         "the word, some spread out; no head uniform everywhere, none stuck on one "

@@ -6,8 +6,9 @@ The drawing itself (temperature, top_k, inverse CDF) is engine/generate.py's.
 """
 import numpy as np
 
-from ..engine.generate import generate, start_ids
+from ..engine.generate import generate
 from ..training.checkpoint import load_run
+from ..training.tokenizer import run_tokenizer, prompt_ids
 from ..errors import ConfigError
 
 
@@ -17,9 +18,12 @@ def sample_run(run_dir, prompt="", max_new_tokens=500, temperature=1.0, top_k=No
     cfg, model, info = load_run(run_dir)
     if cfg.model != "gpt":
         raise ConfigError(f"{run_dir} is a {cfg.model} run; sample needs a GPT run")
-    vocab = info["vocab"]
-    ids = start_ids(vocab, prompt)
+    tok = run_tokenizer(run_dir, info)
+    if tok is None:
+        raise ConfigError(f"{run_dir} has no tokenizer (a GPT-2 imported without tokenizer.json "
+                          f"or vocab.json + merges.txt): it reads token ids, not text")
+    ids = prompt_ids(tok, prompt)
     ids = ids[-model.cfg.block_size:]                           # crop the prompt to block_size
     rng = np.random.default_rng(seed)
     new = generate(model, ids, max_new_tokens, rng, temperature, top_k)
-    return prompt + "".join(vocab[i] for i in new)
+    return prompt + tok.decode(new)

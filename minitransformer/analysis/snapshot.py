@@ -21,6 +21,7 @@ from ..training.build import get_batch, make_model, make_optimizer, model_config
 from ..training.config import TrainConfig
 from ..training.checkpoint import load_checkpoint, restore_params
 from ..training.runfolder import read_run_config, run_files
+from ..training.tokenizer import CharTokenizer, run_tokenizer
 from ..errors import ConfigError, NotFound, RunFolderError
 
 
@@ -35,10 +36,22 @@ class Snapshot:
     vocab: str = None           # GPT: the run's characters
     _data: object = field(default=None, repr=False)
 
+    def tokenizer(self):
+        """GPT: the run's tokenizer (training/tokenizer.py), recorded in its folder, else the
+        characters of vocab; None for a ViT or a GPT that reads token ids only."""
+        if self.run_dir is not None and run_files(self.run_dir).config.is_file():
+            saved, _, _ = read_run_config(self.run_dir, model_config=False)
+            tok = run_tokenizer(self.run_dir, saved)
+            if tok is not None:
+                return tok
+        return CharTokenizer(self.vocab) if self.vocab is not None else None
+
     def data(self):
         """The run's data set (loaded once)."""
         if self._data is None:
-            self._data = resolve_data(self.cfg)
+            tok = self.tokenizer() if self.cfg.model == "gpt" else None
+            recorded = tok if getattr(tok, "kind", None) == "bpe" else None
+            self._data = resolve_data(self.cfg, recorded=recorded)
         return self._data
 
     def batch(self, seed=0, batch_size=None, split="train"):

@@ -38,6 +38,9 @@ TRAIN_OPTIONS = [
     ("--train-limit", "train_limit", int, "Train on the first N examples (vit) or characters "
                                           "(gpt) of the training split only."),
     ("--classes", "classes", str, "vit: keep only these labels, e.g. 0-4 or 5,7,9."),
+    ("--tokenizer", "tokenizer", str, "gpt: char | bpe (byte-level BPE trained on the training "
+                                      "split; needs the hf extra). None = char, or --init-from's."),
+    ("--vocab-size", "vocab_size", int, "gpt with --tokenizer bpe: tokens of the BPE (>= 256)."),
     ("--seed", "seed", int, "Default of --init-seed and --data-seed."),
     ("--init-seed", "init_seed", int, "Seed of the initial weights (none = --seed)."),
     ("--data-seed", "data_seed", int, "Seed of the batches, evaluation and sampling "
@@ -170,7 +173,7 @@ def invoked_as():
 @click.option("--prompt", default="", help="Text to continue [default: a newline].")
 @click.option("--max-new-tokens", type=int, default=500, show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--top-k", type=int, default=None, help="Keep only the k most likely characters.")
+@click.option("--top-k", type=int, default=None, help="Keep only the k most likely tokens.")
 @click.option("--seed", type=int, default=1337, show_default=True)
 def sample(run_dir, prompt, max_new_tokens, temperature, top_k, seed):
     """Generate text from the GPT of a run folder."""

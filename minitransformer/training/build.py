@@ -24,20 +24,28 @@ from .. import init as _init
 from ..engine.config import GPTConfig, ViTConfig
 from ..engine.optim import AdamW, SGD
 from .data import (load_dataset, get_text_batch, get_image_batch, parse_classes, subset_images,
-                   subset_text)
+                   subset_text, read_text)
+from .tokenizer import choose_tokenizer, bpe_text
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"   # the bundled data sets
 
 
-def resolve_data(cfg):
+def resolve_data(cfg, recorded=None, source=None):
     """load_dataset() for cfg, restricted by cfg.train_limit and cfg.classes: a relative text
     path that does not exist here is also looked up next to the package (so the bundled data/
-    works from any directory)."""
+    works from any directory). A GPT's text is characters (TextDataset) or BPE tokens
+    (tokenizer.TokenDataset): the BPE recorded by the run (resume, inspection), or by the
+    --init-from run (source), or one learned from the training split (tokenizer.choose_tokenizer;
+    runfolder.recorded_bpe reads them)."""
     if cfg.model == "vit":
         classes = parse_classes(cfg.classes) if cfg.classes is not None else None
         return subset_images(load_dataset("vit", cfg.data, image_data_dir()), cfg.train_limit,
                              classes)
-    return subset_text(load_dataset("gpt", str(data_path(cfg.data))), cfg.train_limit)
+    path = data_path(cfg.data)
+    tok = choose_tokenizer(cfg, recorded, source)
+    if tok is None and cfg.tokenizer != "bpe":
+        return subset_text(load_dataset("gpt", str(path)), cfg.train_limit)
+    return bpe_text(read_text(path), tok, cfg.vocab_size, cfg.train_limit)
 
 
 def image_data_dir():

@@ -21,6 +21,7 @@ from .data import IMAGE_DATA, parse_classes
 
 MODELS = ("gpt", "vit")
 OPTIMIZERS = ("adamw", "sgd")
+TOKENIZERS = ("char", "bpe")
 DTYPES = ("float32", "float64")
 DEFAULT_INIT = {"gpt": "gpt2", "vit": "vit"}
 
@@ -39,6 +40,8 @@ class TrainConfig:
                                         # of the training split only; None = all (data.py)
     classes: str = None                 # vit: keep only these labels in both splits, "0-4" or
                                         # "5,7,9"; None = all ten (data.py: parse_classes)
+    tokenizer: str = None               # gpt: "char" or "bpe"; None = char, or --init-from's
+    vocab_size: int = None              # gpt with tokenizer "bpe": tokens of the trained BPE
     # model shape
     n_layer: int = 4                    # L: transformer blocks
     n_head: int = 4                     # NH: attention heads
@@ -104,6 +107,7 @@ class TrainConfig:
         if self.model == "vit" and self.data not in IMAGE_DATA:
             raise ConfigError(f"data for vit must be one of {', '.join(IMAGE_DATA)}; "
                               f"got {self.data!r}")
+        self._check_tokenizer()
         for name in ("n_layer", "n_head", "n_embd", "block_size", "patch_size", "batch_size",
                      "max_iters", "eval_iters", "log_interval"):
             check_positive_int(name, getattr(self, name))
@@ -158,6 +162,20 @@ class TrainConfig:
         check_number_in("weight_decay", self.weight_decay, 0.0, math.inf, ">= 0")
         check_number_in("grad_clip", self.grad_clip, 0.0, math.inf, ">= 0 (0 turns clipping off)")
         check_choice("dtype", self.dtype, DTYPES)
+
+    def _check_tokenizer(self):
+        if self.tokenizer is not None:
+            if self.model != "gpt":
+                raise ConfigError(f"tokenizer is for gpt runs; {self.model} takes images")
+            check_choice("tokenizer", self.tokenizer, TOKENIZERS)
+        if self.vocab_size is not None:
+            if self.tokenizer != "bpe":
+                raise ConfigError("vocab_size sets the size of a trained BPE: it needs "
+                                  "tokenizer 'bpe' (a char vocabulary is the text's characters)")
+            check_positive_int("vocab_size", self.vocab_size)
+        elif self.tokenizer == "bpe" and self.init_from is None:
+            raise ConfigError("tokenizer 'bpe' needs vocab_size (--vocab-size N, N >= 256), or "
+                              "--init-from a run whose BPE tokenizer to use")
 
     @property
     def decay_iters(self):

@@ -69,6 +69,7 @@ class TextDataset:
     stoi: dict
     train: np.ndarray
     val: np.ndarray
+    val_tokens_per_char = 1.0   # one token per character (bits per character, training/evaluate.py)
 
     @property
     def itos(self):
@@ -123,6 +124,17 @@ def load_text(path):
     n_train = int(len(ids) * TRAIN_FRACTION)
     return TextDataset(vocab=vocab, stoi={ch: i for i, ch in enumerate(vocab)},
                        train=ids[:n_train], val=ids[n_train:])
+
+
+def read_text(path):
+    """The whole UTF-8 text of a file, for tokenizers that need the text itself (BPE); the same
+    DataErrors as load_text (missing, directory, empty, binary, not UTF-8)."""
+    path = _check_file(path)
+    raw = _read_bytes(path)
+    if not raw:
+        raise DataError(f"{path} is empty")
+    _piece_codes(raw, path, 0)                                  # NUL and UTF-8 checks
+    return raw.decode("utf-8")
 
 
 TEXT_PIECE = 2**20          # bytes decoded at a time: the file is never in memory whole

@@ -1,6 +1,13 @@
 """Evaluation: the mean loss over fixed numbers of batches per split (GPT), or the exact loss
 and accuracy over the whole validation set (ViT). Batches come from the run's own evaluation
-stream, so evaluating more or less often never changes what the model trains on."""
+stream, so evaluating more or less often never changes what the model trains on.
+
+A GPT's validation loss is in nats per token; val_bpc is the same loss in bits per character of
+the validation text, val_loss * (tokens / characters of the validation split) / ln 2, so runs
+with different tokenizers (characters, BPE) compare honestly. For characters the ratio is 1.
+"""
+import math
+
 import numpy as np
 
 from ..engine.layers import cross_entropy_forward
@@ -15,9 +22,11 @@ def evaluate(cfg, model, data, rng):
     for split in splits:
         losses = [float(model.loss(*get_batch(cfg, data, split, rng)))
                   for _ in range(cfg.eval_iters)]
-        out[f"{split}_loss"] = float(np.mean(losses))
+        out[f"{split}_loss"] = float(np.mean(losses))     # nats per token
     if cfg.model == "vit":
         out["val_loss"], out["val_acc"] = image_loss_and_accuracy(model, data.val_x, data.val_y)
+    else:                                   # nats per token -> bits per character of the text
+        out["val_bpc"] = out["val_loss"] * data.val_tokens_per_char / math.log(2)
     return out
 
 

@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 from .. import __version__
-from ..engine.generate import generate, start_ids
+from ..engine.generate import generate
 from ..errors import CheckpointError, NotFound, RunFolderError
 from ..measure import telemetry
 from ..measure.sharpness import sharpness_record
@@ -56,10 +56,12 @@ from .progress import Progress, hms
 from .signals import Interrupted
 from .runfolder import (truncate_logs, default_out_dir, check_out_dir, run_files, read_json,
                         read_run_config, write_json, write_run_config, claim_folder,
-                        remove_half_made, check_not_in_use)
+                        remove_half_made, check_not_in_use, recorded_bpe,
+                        save_tokenizer)
 from .step import train_step
 from .state import Carry, Run
 from .transfer import apply_init_from
+from .tokenizer import prompt_ids
 
 DEFAULT_COMMAND = "python cli.py train"     # how resume commands start when run() is called from
                                             # Python; the CLI passes how it was itself invoked
@@ -79,7 +81,10 @@ def setup(cfg, out_dir, resume, progress, command, allow_data_change=False):
         check_not_in_use(files.dir)                    # before minutes of loading, not after
     else:
         check_out_dir(files.dir)
-    data = resolve_data(cfg)
+    if resume:
+        data = resolve_data(cfg, recorded=recorded_bpe(files.dir))
+    else:
+        data = resolve_data(cfg, source=recorded_bpe(cfg.init_from) if cfg.init_from else None)
     if cfg.model == "gpt" and not resume:              # stored resolved: resume from anywhere
         cfg = replace(cfg, data=str(data_path(cfg.data).resolve()))
     fingerprint = data_fingerprint(cfg)
@@ -155,8 +160,11 @@ def open_folder(r):
             write_json(files.config, updated_config(r))
         files.summary.unlink(missing_ok=True)          # an extended run is not finished
     else:
+        tok = r.tokenizer
+        save_tokenizer(files.dir, tok)                 # BPE files; characters are "vocab"
         write_run_config(files.dir, cfg, r.mcfg, r.vocab, r.n_params,
-                         minitransformer_version=__version__, data_hash=r.fingerprint)
+                         minitransformer_version=__version__, data_hash=r.fingerprint,
+                         tokenizer=tok.record() if tok is not None else None)
         files.metrics.write_text("")
         if r.masks is not None:
             save_masks(files.dir / "mask.npz", r.masks)
@@ -275,14 +283,18 @@ def finish(r):
         r.log(dict({"step": step}, **ev))
         summary.update(step=step, final_val_loss=ev["val_loss"],
                        final_train_loss=ev["train_loss"])
+        if "val_bpc" in ev:
+            summary["final_val_bpc"] = ev["val_bpc"]
         if cfg.model == "vit":
             summary["val_acc"] = ev["val_acc"]
             show.message(f"validation accuracy {ev['val_acc']:.2%} ({len(r.data.val_y)} images)")
         else:
-            ids = generate(r.model, start_ids(r.vocab, ""), 200, r.streams["sample"])
-            summary["sample"] = "".join(r.vocab[i] for i in ids)
+            tok = r.tokenizer
+            ids = generate(r.model, prompt_ids(tok, ""), 200, r.streams["sample"])
+            summary["sample"] = tok.decode(ids)
             if show.enabled:
-                show.message("sample (200 characters from a newline, temperature 1):")
+                unit = "characters" if tok.kind == "char" else "tokens"
+                show.message(f"sample (200 {unit} from a newline, temperature 1):")
                 print(summary["sample"], flush=True)
     else:
         d = r.divergence

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import NotFound, RunFolderError
 from .config import TrainConfig, config_from_dict
+from .tokenizer import run_tokenizer
 
 
 class RunFiles(NamedTuple):
@@ -385,6 +386,24 @@ def write_run_config(run_dir, train, mcfg, vocab, n_params, **extra):
     parameter count and any `extra` entries (version, data hash, import source, ...)."""
     write_json(run_files(run_dir).config, dict({"train": train.to_dict(), "model": mcfg.to_dict(),
                                                "vocab": vocab, "n_params": n_params}, **extra))
+
+
+def save_tokenizer(folder, tok):
+    """Write a BPE tokenizer's files (tokenizer.json, or vocab.json + merges.txt) into folder,
+    atomically and byte for byte; a character tokenizer has none (its characters are
+    config.json's "vocab")."""
+    for name, data in getattr(tok, "files", {}).items():
+        atomic_write(Path(folder) / name, data)
+
+
+def recorded_bpe(path):
+    """The BPE tokenizer the run folder `path` records, or None (a character run, a run on token
+    ids, a checkpoint file, or no run folder at all)."""
+    path = Path(path)
+    if not (path.is_dir() and run_files(path).config.is_file()):
+        return None
+    tok = run_tokenizer(path, read_saved_config(path))
+    return tok if getattr(tok, "kind", None) == "bpe" else None
 
 
 def read_saved_config(run_dir):

@@ -11,6 +11,7 @@ import time
 from .config import TrainConfig
 from .progress import Progress
 from .signals import SignalCatcher
+from .tokenizer import CharTokenizer
 
 
 @dataclass
@@ -59,6 +60,15 @@ class Run:
     @property
     def vocab(self):
         return self.data.vocab if self.cfg.model == "gpt" else None
+
+    @property
+    def tokenizer(self):
+        """GPT: the text's characters, or the BPE of a TokenDataset; ViT: None."""
+        if self.cfg.model != "gpt":
+            return None
+        if self.data.vocab is not None:
+            return CharTokenizer(self.data.vocab)
+        return self.data.tokenizer
 
     @property
     def resume_command(self):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.generate import start_ids
 from ..errors import ConfigError, DataError, require
 
 KINDS = ("char", "bpe")
@@ -65,9 +66,6 @@ class CharTokenizer:
     def record(self):
         return {"kind": "char"}
 
-    def save(self, out_dir):
-        """Nothing to write: the characters are config.json's "vocab"."""
-
 
 class BPETokenizer:
     """A byte-level BPE `tokenizers.Tokenizer` and the bytes of the files it was read from
@@ -96,11 +94,13 @@ class BPETokenizer:
     def record(self):
         return {"kind": "bpe", "files": list(self.files), "vocab_size": self.vocab_size}
 
-    def save(self, out_dir):
-        """Write the tokenizer's files into out_dir, atomically, byte for byte."""
-        from .runfolder import atomic_write
-        for name, data in self.files.items():
-            atomic_write(Path(out_dir) / name, data)
+
+def prompt_ids(tok, prompt):
+    """A prompt as ids under a run's tokenizer: engine/generate.start_ids for characters (empty:
+    a newline, or the first character); a byte-level BPE encodes any text (empty: a newline)."""
+    if tok.kind == "char":
+        return start_ids(tok.vocab, prompt)
+    return tok.encode(prompt or "\n")
 
 
 def _byte_level(tk, model):
@@ -218,3 +218,77 @@ def run_tokenizer(run_dir, saved):
         return tok
     raise DataError(f"{run_dir}/config.json: tokenizer kind {kind!r} is not one of "
                     f"{', '.join(KINDS)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Text of a GPT run, tokenized by BPE
+
+class TokenDataset:
+    """A text as BPE tokens: the two splits of training/data.py (first 90% of the characters,
+    last 10%) each encoded by `tokenizer`.
+
+    train, val:           int64 (n_train,), (n_val,) token ids
+    val_tokens_per_char:  tokens of the validation split per character of it; the validation
+                          loss in bits per character is val_loss * val_tokens_per_char / ln 2
+    """
+    vocab = None                        # no character vocabulary: the tokenizer is the vocabulary
+
+    def __init__(self, tokenizer, train, val, val_chars):
+        self.tokenizer = tokenizer
+        self.train = train
+        self.val = val
+        self.val_tokens_per_char = len(val) / max(val_chars, 1)
+
+    @property
+    def vocab_size(self):
+        return self.tokenizer.vocab_size
+
+    def encode(self, text):
+        return self.tokenizer.encode(text)
+
+    def decode(self, ids):
+        return self.tokenizer.decode(ids)
+
+    def check_block(self, block_size):
+        """DataError unless both splits hold a window of block_size + 1 tokens."""
+        for name, ids in (("validation", self.val), ("training", self.train)):
+            if len(ids) < block_size + 1:
+                raise DataError(f"text too short: the {name} split has {len(ids)} tokens, need "
+                                f"at least block_size+1 = {block_size + 1}")
+
+
+def choose_tokenizer(cfg, recorded=None, source=None):
+    """The BPE a GPT run takes from elsewhere, or None: `recorded`, the run's own (resume,
+    inspection), else `source`, the --init-from run's (fine-tuning tokenizes as the source run
+    did). None with cfg.tokenizer "bpe" means: learn one from the training split (bpe_text)."""
+    if recorded is not None:
+        return recorded
+    if source is None:
+        if cfg.tokenizer == "bpe" and cfg.vocab_size is None:
+            raise ConfigError(f"--tokenizer bpe: --init-from {cfg.init_from} records no BPE "
+                              f"tokenizer to use; give --vocab-size N to train one")
+        return None
+    if cfg.tokenizer == "char":
+        raise ConfigError(f"--tokenizer char: --init-from {cfg.init_from} reads BPE tokens; "
+                          f"fine-tuning uses its tokenizer")
+    if cfg.vocab_size is not None and cfg.vocab_size != source.vocab_size:
+        raise ConfigError(f"--vocab-size {cfg.vocab_size}: --init-from {cfg.init_from} has a BPE "
+                          f"of {source.vocab_size} tokens, which fine-tuning uses")
+    return source
+
+
+def bpe_text(text, tok=None, vocab_size=None, train_limit=None):
+    """TokenDataset of text, split as training/data.py splits characters (the training split cut
+    to its first train_limit characters when given), under tokenizer tok, or under a BPE of
+    vocab_size tokens learned from that training split when tok is None."""
+    from .data import TRAIN_FRACTION
+    n_train = int(len(text) * TRAIN_FRACTION)
+    train, val = text[:n_train], text[n_train:]
+    if train_limit is not None:
+        if train_limit > len(train):
+            raise DataError(f"train_limit {train_limit} is more than the {len(train)} training "
+                            f"characters available")
+        train = train[:train_limit]
+    if tok is None:
+        tok = train_bpe(train, vocab_size)
+    return TokenDataset(tok, tok.encode(train), tok.encode(val), len(val))
