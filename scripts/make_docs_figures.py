@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from minitransformer.analysis import plots  # noqa: E402
+from minitransformer.analysis import plots, plots_model  # noqa: E402
 from minitransformer.analysis.replay import record_run  # noqa: E402
 from minitransformer.measure import telemetry  # noqa: E402
 from minitransformer.measure.coordcheck import coordcheck  # noqa: E402
@@ -125,17 +125,17 @@ def draw(root, docs):
     out.append(plots.plot_sharpness(pre_nw, docs / "inspect_sharpness_pre_nowarmup.png"))
     out.append(plots.plot_sharpness(pre_w, docs / "inspect_sharpness_pre_warmup.png"))
     snap = load_snapshot(pre_w)
-    out.append(plots.plot_spectra(snap, docs / "inspect_spectra.png", snap.init_model().params))
-    out.append(plots.plot_attention_gpt(snap, docs / "inspect_attention_gpt.png",
+    out.append(plots_model.plot_spectra(snap, docs / "inspect_spectra.png", snap.init_model().params))
+    out.append(plots_model.plot_attention_gpt(snap, docs / "inspect_attention_gpt.png",
                                         prompt="ROMEO:\nWhat light through yonder"))
     res = inspect_landscape(snap, modes=("interp", "1d", "2d"), points=15, n_batches=4)
-    out.append(plots.plot_landscape(res, docs / "inspect_landscape.png"))
+    out.append(plots_model.plot_landscape(res, docs / "inspect_landscape.png"))
     vit = load_snapshot(root / "vit")
-    out.append(plots.plot_attention_vit(vit, docs / "inspect_attention_vit.png", image_index=0))
-    out.append(plots.plot_patch_filters(vit, docs / "inspect_patch_filters.png",
+    out.append(plots_model.plot_attention_vit(vit, docs / "inspect_attention_vit.png", image_index=0))
+    out.append(plots_model.plot_patch_filters(vit, docs / "inspect_patch_filters.png",
                                         vit.init_model().params))
     cc = [coordcheck("gpt", i, (32, 64, 128, 256), steps=3) for i in ("gpt2", "mup")]
-    out.append(plots.plot_coordcheck(cc, docs / "inspect_coordcheck.png"))
+    out.append(plots_model.plot_coordcheck(cc, docs / "inspect_coordcheck.png"))
     check_size(out)
     summary = {n: json.loads((root / n / "summary.json").read_text()) for n in list(RUNS) + ["vit"]}
     for n, s in summary.items():

@@ -7,7 +7,7 @@ import pytest
 
 import matplotlib  # noqa: F401  (the test extra installs it: these tests never skip)
 
-from minitransformer.analysis import plots  # noqa: E402
+from minitransformer.analysis import plots, plots_model  # noqa: E402
 from minitransformer.cli import main  # noqa: E402
 from minitransformer.analysis.replay import record_run  # noqa: E402
 from minitransformer.training.config import TrainConfig  # noqa: E402
@@ -92,7 +92,7 @@ def test_landscape_figure(runs, figures, tmp_path):
     from minitransformer.analysis.snapshot import load_snapshot
     res = inspect_landscape(load_snapshot(runs["gpt"]), ("interp", "1d", "2d"), points=3,
                             n_batches=1)
-    p = plots.plot_landscape(res, tmp_path / "land.png")
+    p = plots_model.plot_landscape(res, tmp_path / "land.png")
     assert p.read_bytes()[:4] == b"\x89PNG"
     _check(figures[0])
 
@@ -100,14 +100,14 @@ def test_landscape_figure(runs, figures, tmp_path):
 def test_coordcheck_figure(figures, tmp_path):
     from minitransformer.measure.coordcheck import coordcheck
     res = [coordcheck("gpt", i, (16, 32), steps=1, n_layer=1) for i in ("gpt2", "mup")]
-    plots.plot_coordcheck(res, tmp_path / "cc.png")
+    plots_model.plot_coordcheck(res, tmp_path / "cc.png")
     _check(figures[0])
 
 
 def test_tiles_are_the_filters():
     P, C = 3, 5
     w = np.arange(P * P * C, dtype=float).reshape(P * P, C) + 1
-    grid = plots._tiles(w, P, 1)
+    grid = plots_model._tiles(w, P, 1)
     first = grid[:P, :P]
     np.testing.assert_allclose(first, w[:, 0].reshape(P, P) / w[:, 0].max())
     assert np.isnan(grid[P, 0])                          # the 1-pixel gap between tiles
@@ -130,7 +130,7 @@ def test_cli_plot_and_errors(runs, tmp_path, capsys):
         assert len(err) == 1 and words in err[0], err
     from minitransformer.analysis.snapshot import load_snapshot
     with pytest.raises(ValueError, match="not in the run's vocabulary"):
-        plots.plot_attention_gpt(load_snapshot(runs["gpt"]), tmp_path / "a.png", prompt="日本")
+        plots_model.plot_attention_gpt(load_snapshot(runs["gpt"]), tmp_path / "a.png", prompt="日本")
 
 
 def test_without_matplotlib(monkeypatch, runs, capsys):

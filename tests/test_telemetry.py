@@ -9,6 +9,7 @@ import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer.measure import telemetry
+from minitransformer.training.runfolder import read_jsonl
 from minitransformer.analysis.replay import record_run
 from minitransformer.engine.optim import AdamW, clip_grad_norm
 from minitransformer.training.config import TrainConfig
@@ -143,13 +144,13 @@ def test_record_run_reproduces_the_checkpoint(tiny_run):
     res = record_run(tiny_run, every=4, sharpness_every=6)
     assert res["checked_against_checkpoint"] is True
     assert res["steps"] == 12 and res["records"] == 3
-    recs = telemetry.read_jsonl(tiny_run / "telemetry.jsonl")
+    recs = read_jsonl(tiny_run / "telemetry.jsonl")
     assert [r["step"] for r in recs] == [0, 4, 8]
-    metrics = {r["step"]: r for r in telemetry.read_jsonl(tiny_run / "metrics.jsonl")}
+    metrics = {r["step"]: r for r in read_jsonl(tiny_run / "metrics.jsonl")}
     for r in recs:                                  # the replay saw the run's own losses and lrs
         assert r["loss"] == pytest.approx(metrics[r["step"]]["loss"], rel=1e-6)
         assert r["lr"] == metrics[r["step"]]["lr"]
-    sharp = telemetry.read_jsonl(tiny_run / "sharpness.jsonl")
+    sharp = read_jsonl(tiny_run / "sharpness.jsonl")
     assert [r["step"] for r in sharp] == [0, 6]
     assert all(r["lambda_max"] > 0 and r["two_over_lr"] == 2 / r["lr"] for r in sharp)
 

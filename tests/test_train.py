@@ -20,6 +20,7 @@ from minitransformer.training import build, step as train_step_module
 from minitransformer.training.config import TrainConfig, VIT_DEFAULTS
 from minitransformer.training.loop import resume, run
 from minitransformer.training.checkpoint import load_checkpoint, load_run, save_checkpoint
+from minitransformer.training.runfolder import read_jsonl
 from minitransformer.training.step import diverged
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,7 +382,7 @@ def test_telemetry_is_written_live_and_matches_a_direct_computation(full_run):
     from minitransformer.measure import telemetry
     from minitransformer.engine.optim import clip_grad_norm
     out, summary = full_run
-    recs = telemetry.read_jsonl(out / "telemetry.jsonl")
+    recs = read_jsonl(out / "telemetry.jsonl")
     assert [r["step"] for r in recs] == list(range(0, 40, 3))
     assert 0 < summary["telemetry_overhead"] < 1 and summary["telemetry_ms_per_record"] > 0
     cfg = tiny()
@@ -450,6 +451,6 @@ def test_seeds_are_recorded_and_resumed(tmp_path):
     main(["train", *args, "--out", str(out)])
     t = json.loads((out / "config.json").read_text())["train"]
     assert (t["seed"], t["init_seed"], t["data_seed"]) == (7, 3, 7)
-    from minitransformer.training.runfolder import read_run_config
+    from minitransformer.training.runfolder import read_run_config, read_jsonl
     _, cfg, _ = read_run_config(out)                                       # what resume reads
     assert (cfg.init_seed, cfg.data_seed) == (3, 7)

@@ -127,7 +127,7 @@ def landscape_cmd(target, init, model, init_seed, norm, n_layer, n_embd, n_head,
     res = inspect_landscape(snap, tuple(m.strip() for m in modes.split(",") if m.strip()),
                             points, span, batches, batch_size, seed)
     if plot_path:
-        from ..analysis.plots import plot_landscape
+        from ..analysis.plots_model import plot_landscape
         plot_landscape(res, plot_path)
     _emit(res, as_json, _format_landscape)
 

@@ -182,15 +182,3 @@ def append_jsonl(path, record):
     """Append one record as a line of strict JSON (non-finite numbers become null)."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
-
-
-def read_jsonl(path):
-    """Every complete record of a .jsonl file (a half-written last line is skipped)."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return out
