@@ -190,3 +190,22 @@ def test_importing_the_package_changes_no_process_state():
     res = json.loads(subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                                     text=True, check=True, cwd=ROOT).stdout.splitlines()[-1])
     assert ["libc", "mallopt"] in res["calls"] and res["layer_after"] == "workqueue", res
+
+
+def test_design_references_point_into_the_repository():
+    """Docstrings and docs refer to docs/design.md#anchor (an existing heading), never to a design
+    file outside the repository."""
+    import re
+    design = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", design, flags=re.M)}
+    files = list((ROOT / "minitransformer").rglob("*.py")) + list((ROOT / "docs").glob("*.md")) \
+        + [ROOT / "README.md"]
+    used = set()
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        assert "DESIGN.md" not in text, f"{f} refers to DESIGN.md, which is not in the repository"
+        used |= {(f.name, a) for a in re.findall(r"design\.md#([a-z0-9-]+)", text)}
+    assert used, "no docs/design.md#anchor references found"
+    missing = sorted((f, a) for f, a in used if a not in anchors)
+    assert not missing, f"anchors not in docs/design.md: {missing}"

@@ -320,7 +320,7 @@ def test_block(kind, norm, rezero, res_mult):
 @pytest.mark.parametrize("kind", ["gpt", "vit"])
 @pytest.mark.parametrize("norm", ["pre", "post", "none"])
 def test_block_forward_matches_formula(kind, norm):
-    """The block against DESIGN.md section 4 written out with plain NumPy (rezero, res_mult 1.7)."""
+    """The block against docs/design.md#block-forms written out with plain NumPy (rezero, res_mult 1.7)."""
     from scipy.special import erf
     r = 1.7
     cfg, prefix, names, causal, p = block_setup(kind, norm, True, r)

@@ -3,7 +3,7 @@
     python cli.py import-gpt2 HF_DIR --out RUN_DIR     # config.json + model.safetensors -> run
     python cli.py export-gpt2 RUN_DIR --out HF_DIR     # run -> config.json + model.safetensors
 
-Our GPT uses GPT-2's names and its Conv1D (in, out) layout (DESIGN.md section 4), so the weights
+Our GPT uses GPT-2's names and its Conv1D (in, out) layout (docs/design.md#parameter-names), so the weights
 map one to one: strip the "transformer." prefix that GPT2LMHeadModel adds, drop the causal-mask
 buffers older versions saved (h.N.attn.bias, h.N.attn.masked_bias), and check that lm_head.weight,
 when present, is wte (GPT-2 ties them; save_pretrained omits it). GPT-2 computes exactly our

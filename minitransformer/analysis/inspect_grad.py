@@ -39,7 +39,7 @@ def check_element(params, name, index):
     if name not in params:
         close = [n for n in params if name.split(".")[-1] in n][:4]
         hint = f" (e.g. {', '.join(close)})" if close else f" ({len(params)} parameters)"
-        raise ConfigError(f"unknown parameter {name!r}; names are as in DESIGN.md section 4"
+        raise ConfigError(f"unknown parameter {name!r}; names are as in docs/design.md#parameter-names"
                          + hint)
     shape = params[name].shape
     if len(index) != len(shape):

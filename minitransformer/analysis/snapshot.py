@@ -8,7 +8,7 @@
     m0 = snap.init_model()                              # the run's weights at step 0, rebuilt
 
 A checkpoint alone does not say how many heads its model has, so a checkpoint is read together
-with the config.json of its folder (DESIGN.md section 5). A fresh snapshot is built exactly as
+with the config.json of its folder (docs/design.md#training-cli-and-run-folder). A fresh snapshot is built exactly as
 `python cli.py train --model M --init NAME --seed S` would build it, so its data and batches are
 the training run's.
 """

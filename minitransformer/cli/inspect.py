@@ -179,7 +179,7 @@ def coordcheck_cmd(init, model, widths, steps, n_layer, n_head, lr, batch_size, 
 
 @inspect.command("grad")
 @_target
-@click.option("--param", "name", required=True, help="Parameter name (DESIGN.md section 4).")
+@click.option("--param", "name", required=True, help="Parameter name (docs/design.md#parameter-names).")
 @click.option("--index", "index", required=True, help="Element index, e.g. 3,17.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Batch seed.")
 @click.option("--batch-size", type=int, default=None, help="Batch (default: the run's).")

@@ -1,4 +1,4 @@
-"""Sharpness: the top eigenvalue of the Hessian of the training loss (DESIGN.md section 7).
+"""Sharpness: the top eigenvalue of the Hessian of the training loss (docs/inspection.md).
 
     res = top_eigenvalue(model64, x, y, restarts=3)     # a float64 model
     res["lambda_max"], res["spread"], res["iterations"]

@@ -1,4 +1,4 @@
-"""Weight spectra against random-matrix theory (DESIGN.md section 7).
+"""Weight spectra against random-matrix theory (docs/inspection.md).
 
     rows = spectra(model.params)              # one dict per weight matrix (Q, K, V apart)
     print(format_rows(rows))
