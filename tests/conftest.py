@@ -9,6 +9,9 @@ reference is missing (e.g. no torch) are skipped as usual (pytest.importorskip) 
 """
 import os
 
+import numba
+import pytest
+
 from minitransformer import runtime
 
 _SKIPPED = []
@@ -20,6 +23,37 @@ def in_ci():
 
 def pytest_configure(config):
     runtime.setup()
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures shared by several test files.
+
+@pytest.fixture(scope="module")
+def one_numba_thread():
+    """Finite differences call tiny kernels thousands of times; on a shared 2-core machine waking
+    a second thread for each call costs more than the work. Results do not depend on it. A module
+    uses it with `pytestmark = pytest.mark.usefixtures("one_numba_thread")`."""
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(saved)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """The CLI in-process: run_cli("inspect", "spectra", run_dir) -> (exit status, stdout,
+    stderr); arguments are turned into strings."""
+    from minitransformer.cli import main
+
+    def call(*args):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+    return call
 
 
 def _note(report):

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minitransformer.training.data import (DataError, ImageDataset, TextDataset, get_image_batch,
+from minitransformer.errors import DataError
+from minitransformer.training.data import (ImageDataset, TextDataset, get_image_batch,
                                   get_text_batch, load_dataset, load_digits, load_mnist,
                                   load_text)
 from minitransformer.training import data as data_mod

@@ -10,7 +10,9 @@ import pytest
 from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer import init as I
 from minitransformer.init.audit import audit, format_audit, coord_check
+from minitransformer.init import rules as R
 from minitransformer.init.build import check_config
+from minitransformer.init.schemes_deep import admin_omega
 from minitransformer.engine.names import MATRICES, role
 from minitransformer.engine.optim import AdamW, SGD
 
@@ -50,11 +52,11 @@ def test_every_tensor_keeps_its_promise(cfg, init):
 
 def test_audit_catches_a_broken_promise():
     from minitransformer.init.audit import check
-    rule, rng = I.xavier_uniform_rule(64, 256), np.random.default_rng(0)
-    assert check(rule, I.sample(rule, (64, 256), rng))[-1]
-    assert not check(rule, 1.1 * I.sample(rule, (64, 256), rng))[-1]      # 10% too wide
-    assert not check(rule, I.sample(rule, (64, 256), rng) + 0.02)[-1]     # shifted mean
-    assert not check(I.const(1.0), np.full(8, 1.001))[-1]                 # a constant must be exact
+    rule, rng = R.xavier_uniform_rule(64, 256), np.random.default_rng(0)
+    assert check(rule, R.sample(rule, (64, 256), rng))[-1]
+    assert not check(rule, 1.1 * R.sample(rule, (64, 256), rng))[-1]      # 10% too wide
+    assert not check(rule, R.sample(rule, (64, 256), rng) + 0.02)[-1]     # shifted mean
+    assert not check(R.const(1.0), np.full(8, 1.001))[-1]                 # a constant must be exact
 
 
 def test_audit_reports_q_k_v_apart_when_they_differ():
@@ -140,7 +142,7 @@ def test_vit_and_vit_jax():
     p, C = m.params, VIT.n_embd
     assert not p["head.weight"].any() and not p["head.bias"].any()
     assert close(rms(p["patch_embed.weight"]), 1 / math.sqrt(fan), fan * C)
-    assert np.abs(p["patch_embed.weight"]).max() <= 2 / math.sqrt(fan) / I.TRUNC2_STD
+    assert np.abs(p["patch_embed.weight"]).max() <= 2 / math.sqrt(fan) / R.TRUNC2_STD
     for w in blocks(p["blocks.0.attn.qkv.weight"]):          # Flax: Q, K, V apart, not (C, 3C)
         assert close(rms(w), math.sqrt(2 / (2 * C)), C * C)
     assert close(rms(p["blocks.0.mlp.fc1.bias"]), 1e-6, 4 * C)
@@ -181,7 +183,7 @@ def test_deepnet_and_admin_formulas_and_config():
     m, _ = make(cfg, "admin")
     n = 2 * L
     assert m.cfg.norm == "post" and m.cfg.res_mult == pytest.approx(math.sqrt((n + 1) / math.log(n + 1) - 1))
-    assert I.admin_omega(2) == pytest.approx(1.45144, abs=1e-5)       # n = 4: sqrt(5/ln 5 - 1)
+    assert admin_omega(2) == pytest.approx(1.45144, abs=1e-5)       # n = 4: sqrt(5/ln 5 - 1)
 
 
 def test_prepare_config_warns_only_on_explicit_overrides():

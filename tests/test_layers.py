@@ -2,7 +2,6 @@
 every element of every float input, relative error < LAYER_TOL = 1e-7), of the attention core,
 and of each transformer block form; plus patchify's ordering against an explicit loop.
 """
-import numba
 import numpy as np
 import pytest
 
@@ -14,14 +13,7 @@ from minitransformer.engine.names import GPT_NAMES, VIT_NAMES, pair
 from minitransformer.engine.gradcheck import LAYER_TOL, check_layer, well_conditioned
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_numba_thread():
-    """The checks call tiny kernels thousands of times; on a shared 2-core machine waking a
-    second thread for each call costs more than the work. Results do not depend on it."""
-    saved = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")   # tests/conftest.py
 
 
 def gradcheck(forward, backward, inputs, names, n_checked=None):

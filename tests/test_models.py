@@ -9,7 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numba
 import numpy as np
 import pytest
 
@@ -24,14 +23,7 @@ from minitransformer.init.build import check_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_numba_thread():
-    """Finite differences run the tiny models thousands of times; on a shared 2-core machine the
-    parallel kernels' thread wake-ups cost more than the work. Results do not depend on it."""
-    saved = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")   # tests/conftest.py
 
 
 def tiny_gpt(**kw):
