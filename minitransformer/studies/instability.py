@@ -166,8 +166,8 @@ def format_result(res):
 def plot_barriers(res, path):
     """Barrier against the step K the copies start from: the error barrier (ViT) and the loss
     barrier, side by side."""
-    from ..analysis.plots import _plt
-    plt = _plt()
+    from ..analysis.figure import pyplot
+    plt = pyplot()
     ks = [p["from_step"] for p in res["points"]]
     keys = (["error_barrier"] if res["model"] == "vit" else []) + ["loss_barrier"]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)

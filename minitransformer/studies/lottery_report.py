@@ -101,8 +101,8 @@ def _series(rows, branch, column):
 def write_figures(out, rows, model):
     """lottery_metric.png and lottery_early_stop.png; returns their names (none without
     matplotlib, which the report then says)."""
-    from ..analysis.plots import _plt
-    plt = _plt()
+    from ..analysis.figure import pyplot
+    plt = pyplot()
     column, sign, margin = METRIC[model]
     label = "validation accuracy" if column == "val_acc" else "final validation loss"
     dense = next(r[column] for r in rows if r["level"] == 0)
