@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.kinds import kind_of
 from ..training.build import get_batch, make_model, make_optimizer, model_config, resolve_data
 from ..training.config import TrainConfig
 from ..training.checkpoint import load_checkpoint, restore_params
@@ -49,7 +50,7 @@ class Snapshot:
     def data(self):
         """The run's data set (loaded once)."""
         if self._data is None:
-            tok = self.tokenizer() if self.cfg.model == "gpt" else None
+            tok = self.tokenizer() if kind_of(self.model).inputs == "tokens" else None
             recorded = tok if getattr(tok, "kind", None) == "bpe" else None
             self._data = resolve_data(self.cfg, recorded=recorded)
         return self._data
@@ -142,7 +143,7 @@ def fresh_snapshot(model="gpt", init=None, seed=1337, **settings):
     data = resolve_data(cfg)
     mcfg, _ = model_config(cfg, data)
     m = make_model(cfg, mcfg)
-    vocab = data.vocab if cfg.model == "gpt" else None
+    vocab = data.vocab if kind_of(m).inputs == "tokens" else None
     return Snapshot(cfg, m, {}, 0, f"fresh {cfg.model} init {cfg.init_name} seed {seed}", None,
                     vocab, data)
 
