@@ -82,6 +82,11 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
     ]),
     ("studies", "many runs and what they show", [
         ("__init__.py", "the studies layer: sweeps, experiments, lottery tickets"),
+        ("spec.py", "a sweep's grid axes and seeds, run names, every check before a file is written"),
+        ("task.py", "one run as an idempotent task: skip if complete, resume if interrupted, failure as a row"),
+        ("pool.py", "the local backend: worker processes with one BLAS and one Numba thread each"),
+        ("results.py", "results.csv and results.md (mean ± std over seeds, best first)"),
+        ("sweep.py", "sweep(spec, out_dir): checks, sweep.json, the backends, progress, resume"),
         ("lottery.py", "lottery tickets: iterative magnitude pruning with rewinding and its controls"),
         ("lottery_report.py", "the lottery's verdict rule, report.md and its figures"),
         ("instability.py", "linear mode connectivity: the error barrier between two copies trained from step K"),
@@ -92,6 +97,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("init.py", "inits, import-gpt2, export-gpt2, import-vit, export-vit"),
         ("inspect.py", "inspect ... and plot"),
         ("lottery.py", "lottery"),
+        ("sweep.py", "sweep"),
     ]),
 ]
 

@@ -59,7 +59,9 @@ from .train import COMMANDS as _train_commands      # noqa: E402  train, sample,
 from .init import COMMANDS as _init_commands        # noqa: E402  inits, import-gpt2, export-gpt2
 from .inspect import COMMANDS as _inspect_commands  # noqa: E402  inspect ..., plot
 from .lottery import COMMANDS as _lottery_commands  # noqa: E402  lottery
-for _command in (*_train_commands, *_init_commands, *_inspect_commands, *_lottery_commands):
+from .sweep import COMMANDS as _sweep_commands      # noqa: E402  sweep
+for _command in (*_train_commands, *_init_commands, *_inspect_commands, *_lottery_commands,
+                 *_sweep_commands):
     cli.add_command(_command)
 
 
