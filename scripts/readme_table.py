@@ -85,6 +85,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("spec.py", "a sweep's grid axes and seeds, run names, every check before a file is written"),
         ("task.py", "one run as an idempotent task: skip if complete, resume if interrupted, failure as a row"),
         ("pool.py", "the local backend: worker processes with one BLAS and one Numba thread each"),
+        ("cluster.py", "the Dask backend: one task per run, retried when a worker dies, results sent back"),
         ("results.py", "results.csv and results.md (mean ± std over seeds, best first)"),
         ("sweep.py", "sweep(spec, out_dir): checks, sweep.json, the backends, progress, resume"),
         ("lottery.py", "lottery tickets: iterative magnitude pruning with rewinding and its controls"),

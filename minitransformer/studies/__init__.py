@@ -4,6 +4,7 @@ Sweeps:
     spec.py     a sweep's settings: axes, seeds, run names, every check before a file is written
     task.py     one run as a task: skip if complete, resume if interrupted, failure as a result
     pool.py     the local backend: worker processes with one BLAS and one Numba thread each
+    cluster.py  the Dask backend: one task per run on an existing cluster
     results.py  results.csv and results.md (grouped over seeds)
     sweep.py    sweep(spec, out_dir): the engine that ties them together
 Lottery tickets: lottery.py, lottery_report.py, instability.py.

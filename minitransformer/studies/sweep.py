@@ -211,7 +211,8 @@ def _run_all(spec, runs, out, backend, progress, parallel):
         write_results(out, _ordered(rows, order), axes, len(runs))
     try:
         while backend.pending:
-            show.draw(len(rows), _failed(rows), backend.running)
+            if show.enabled:               # asking a Dask scheduler costs a round trip
+                show.draw(len(rows), _failed(rows), backend.running)
             for name, result in backend.results(timeout=0.2):
                 record(name, result)
                 write_results(out, _ordered(rows, order), axes, len(runs))
