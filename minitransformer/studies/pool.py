@@ -14,8 +14,10 @@ run the same code.
 
 Protocol: one JSON line per task on the worker's stdin ({"key", "train", "run_dir"}), one JSON
 line per result on a private copy of its stdout (the training code's own prints go to stderr).
-A worker ignores Ctrl-C (the sweep decides what to do) and dies with its parent on Linux
-(PR_SET_PDEATHSIG), so a killed sweep leaves no orphan writing into its run folders. A worker
+A worker runs in a session of its own, so Ctrl-C on the terminal reaches only the sweep, which
+then stops its workers with SIGTERM: each checkpoints at its current step (training/signals.py)
+and exits, so resuming loses nothing. A worker dies with its parent on Linux (PR_SET_PDEATHSIG),
+so a sweep killed with kill -9 leaves no orphan writing into its run folders. A worker
 that dies during a task (killed, out of memory) is replaced and the task retried once: it resumes
 from the run's checkpoint; a second death makes the run a failed row.
 """
@@ -58,7 +60,7 @@ class _Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "minitransformer.studies.pool"], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-            preexec_fn=_die_with_parent)
+            start_new_session=True, preexec_fn=_die_with_parent)
         self.task = None                  # (key, train_dict, run_dir, attempt) while busy
 
     def send(self, task):
@@ -71,14 +73,23 @@ class _Worker:
         except BrokenPipeError:           # it died: results() sees its end and retries the task
             pass
 
-    def stop(self, kill=False):
+    def stop(self, how="close", timeout=30):
+        """End the worker: "close" its input (it finishes its run first), "term" (it checkpoints
+        at its current step and exits) or "kill"; SIGKILL after `timeout` seconds."""
         if self.proc.poll() is None:
-            if kill:
+            if how == "kill":
                 self.proc.kill()
-            else:
-                self.proc.stdin.close()   # the worker exits at end of input
+            elif how == "term":
+                self.proc.terminate()
+        self.finish(timeout)
+
+    def finish(self, timeout):
         try:
-            self.proc.wait(timeout=None if kill else 30)
+            self.proc.stdin.close()       # the worker exits at end of input
+        except (OSError, ValueError):     # a broken pipe to a dead worker: nothing to flush
+            pass
+        try:
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -125,7 +136,7 @@ class LocalPool:
     def _replace(self, dead):
         """A worker died: start another in its place; returns the new one."""
         self.selector.unregister(dead.proc.stdout)
-        dead.stop(kill=True)
+        dead.stop("kill")
         new = _Worker(self.env)
         self.workers[self.workers.index(dead)] = new
         self.selector.register(new.proc.stdout, selectors.EVENT_READ, new)
@@ -157,8 +168,13 @@ class LocalPool:
         self._feed()
 
     def close(self, kill=False):
+        """Stop the workers: at once with kill (Ctrl-C, an error: each checkpoints at its current
+        step first), else when their runs are done (there are none left when a sweep ends)."""
         for w in self.workers:
-            w.stop(kill=kill)
+            if kill and w.proc.poll() is None:
+                w.proc.terminate()
+        for w in self.workers:
+            w.finish(timeout=10 if kill else 30)
         self.selector.close()
 
 
@@ -169,10 +185,13 @@ def worker_main():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     runtime.setup(threads=1)
     from .task import run_point
-    for line in sys.stdin:
-        msg = json.loads(line)
-        result = run_point(msg["train"], msg["run_dir"])
-        proto.write(json.dumps(result, allow_nan=True) + "\n")
+    try:
+        for line in sys.stdin:
+            msg = json.loads(line)
+            result = run_point(msg["train"], msg["run_dir"])
+            proto.write(json.dumps(result, allow_nan=True) + "\n")
+    except KeyboardInterrupt:             # SIGTERM from the sweep: the run has checkpointed
+        sys.exit(143)
 
 
 if __name__ == "__main__":
