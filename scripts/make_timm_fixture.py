@@ -67,7 +67,8 @@ def main():
             for size, chans in ((24, 1), (12, 6)):
                 x = torch.rand(2, chans, size, size, generator=gen)
                 np.save(out / f"input_{size}px_{chans}ch.npy", x.numpy())
-                np.save(out / f"logits_{size}px_{chans}ch.npy", adapted(out, size, chans)(x).numpy())
+                logits = adapted(out, size, chans)(x).numpy()
+                np.save(out / f"logits_{size}px_{chans}ch.npy", logits)
             if extra.get("class_token", True):
                 for grid in (6, 3, 7):
                     pos = resample_abs_pos_embed(model.pos_embed, [grid, grid], num_prefix_tokens=1)

@@ -178,11 +178,12 @@ def test_without_the_hf_extra_the_package_works_and_commands_name_it(tmp_path):
     import subprocess
     import sys
     code = ("import sys; sys.modules['safetensors'] = sys.modules['tokenizers'] = None\n"
-            "import minitransformer, minitransformer.analysis.hf, minitransformer.analysis.timm_vit\n"
+            "import minitransformer.analysis.hf, minitransformer.analysis.timm_vit\n"
             "from minitransformer.cli import main\n"
             "main(sys.argv[1:])\n")
     root = Path(__file__).resolve().parent.parent
-    for args in (["import-gpt2", str(FIXTURE)], ["import-vit", str(FIXTURE.parent / "timm_vit_tiny")]):
+    vit = FIXTURE.parent / "timm_vit_tiny"
+    for args in (["import-gpt2", str(FIXTURE)], ["import-vit", str(vit)]):
         proc = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "r")],
                               capture_output=True, text=True, cwd=root,
                               env={**__import__("os").environ, "PYTHONPATH": str(root)})

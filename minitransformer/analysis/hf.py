@@ -23,10 +23,10 @@ import numpy as np
 
 from ..engine.config import GPTConfig
 from ..engine import gpt
-from ..errors import DataError, NotFound, RunFolderError
+from ..errors import DataError, RunFolderError
 from ..training.runfolder import atomic_write
 from ..training.tokenizer import find_bpe_files, load_bpe, check_vocab_size, run_tokenizer
-from .tensorfile import read_safetensors, write_safetensors
+from .tensorfile import read_safetensors, write_safetensors, read_model_folder
 
 __all__ = ["read_safetensors", "write_safetensors", "import_gpt2", "export_gpt2", "load_hf",
            "config_from_hf", "hf_config", "write_imported_run"]
@@ -133,21 +133,10 @@ def hf_tensors(params):
 # Folders
 
 def load_hf(hf_dir):
-    """(GPTConfig, params) from a Hugging Face GPT-2 folder (config.json + model.safetensors)."""
-    hf_dir = Path(hf_dir)
-    if not hf_dir.is_dir():
-        raise NotFound(f"Hugging Face folder not found: {hf_dir}")
-    cfg_path, st_path = hf_dir / "config.json", hf_dir / "model.safetensors"
-    for p in (cfg_path, st_path):
-        if not p.is_file():
-            raise NotFound(f"{hf_dir} has no {p.name} (sharded or .bin checkpoints are "
-                                    f"not supported)")
-    try:
-        hf = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{cfg_path} is not valid JSON ({e})") from None
+    """(GPTConfig, params, config.json dict) from a Hugging Face GPT-2 folder (config.json +
+    model.safetensors)."""
+    hf, tensors = read_model_folder(hf_dir, "Hugging Face")
     cfg = config_from_hf(hf)
-    tensors, _ = read_safetensors(st_path)
     return cfg, params_from_hf(tensors, cfg), hf
 
 

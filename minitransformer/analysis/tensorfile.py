@@ -1,6 +1,7 @@
 """safetensors files through the `safetensors` library (the `hf` extra), with our checks.
 
     tensors, metadata = read_safetensors("gpt2/model.safetensors")   # {name: array}, {str: str}
+    config, tensors = read_model_folder("gpt2", "Hugging Face")       # config.json + weights
     write_safetensors("out/model.safetensors", tensors, metadata={"format": "pt"})
 
 The format: 8 bytes of little-endian header length, a JSON header {name: {dtype, shape,
@@ -22,7 +23,7 @@ import struct
 
 import numpy as np
 
-from ..errors import DataError, require
+from ..errors import DataError, NotFound, require
 from ..training.runfolder import atomic_path
 
 ACCEPTED = ("F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL")
@@ -86,3 +87,23 @@ def write_safetensors(path, tensors, metadata=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         st_numpy.save_file(arrays, str(tmp), metadata=meta)
+
+
+def read_model_folder(folder, what):
+    """(config.json as a dict, {name: array} of model.safetensors) of a downloaded model folder
+    (Hugging Face's and timm's layout); `what` names the kind of folder in messages."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotFound(f"{what} folder not found: {folder}")
+    cfg_path, st_path = folder / "config.json", folder / "model.safetensors"
+    for p in (cfg_path, st_path):
+        if not p.is_file():
+            raise NotFound(f"{folder} has no {p.name} (sharded or .bin checkpoints are not "
+                           f"supported)")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{cfg_path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise DataError(f"{cfg_path} is not a JSON object")
+    return config, read_safetensors(st_path)[0]

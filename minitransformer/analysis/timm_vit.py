@@ -11,8 +11,9 @@ vit_{tiny|small|base|large|huge}_patch{P}_{S}, whose sizes are timm's (ARCH_SIZE
 
 Our ViT is timm's VisionTransformer with its defaults (pre-LN blocks, exact GELU, LayerNorm eps
 1e-6, learned absolute positions added to [CLS, patches]) and uses timm's names, so the mapping is:
-  patch_embed.proj.weight  (C, Cin, P, P) conv -> patch_embed.weight (P*P*Cin, C): our patch rows
-                           are flattened (row, col, channel), so W[(i*P + j)*Cin + c, o] = w[o, c, i, j]
+  patch_embed.proj.weight  (C, Cin, P, P) conv -> patch_embed.weight (P*P*Cin, C): our patch
+                           rows are flattened (row, col, channel), so
+                           W[(i*P + j)*Cin + c, o] = w[o, c, i, j]
   cls_token (1, 1, C) -> (C,);  pos_embed (1, N', C) -> (N', C)
   every nn.Linear weight (out, in) -> transposed, (in, out): attn.qkv, attn.proj, mlp.fc1/fc2, head
 global_pool "token" is our pool="cls"; "avg" without a class token and with fc_norm=False is our
@@ -36,8 +37,8 @@ import numpy as np
 
 from ..engine.config import ViTConfig
 from ..engine import vit
-from ..errors import ConfigError, DataError, NotFound, RunFolderError
-from .tensorfile import read_safetensors, write_safetensors
+from ..errors import ConfigError, DataError, RunFolderError
+from .tensorfile import write_safetensors, read_model_folder
 
 # timm's plain ViT sizes: name -> (embed_dim, depth, num_heads)
 ARCH_SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12),
@@ -62,7 +63,8 @@ IGNORED_ARGS = ("drop_rate", "pos_drop_rate", "patch_drop_rate", "proj_drop_rate
 # tensor-name fragments of timm options we cannot compute, and what they are
 FOREIGN_TENSORS = (("patch_embed.backbone", "a conv stem (hybrid ViT)"),
                    ("relative_position", "relative positions"), ("rope", "rotary positions"),
-                   (".ls1.", "layer scale"), (".ls2.", "layer scale"), ("reg_token", "register tokens"),
+                   (".ls1.", "layer scale"), (".ls2.", "layer scale"),
+                   ("reg_token", "register tokens"),
                    ("norm_pre.", "a norm before the blocks (pre_norm)"),
                    ("fc_norm.", "a norm after pooling (fc_norm)"), ("q_norm", "qk-norm"),
                    ("k_norm", "qk-norm"), ("attn_pool.", "attention pooling"))
@@ -323,22 +325,10 @@ def adapt(cfg, params, image_size=None, in_channels=None):
 # Folders
 
 def load_timm(timm_dir):
-    """(ViTConfig, params, config.json dict) from a timm folder."""
-    timm_dir = Path(timm_dir)
-    if not timm_dir.is_dir():
-        raise NotFound(f"timm folder not found: {timm_dir}")
-    cfg_path, st_path = timm_dir / "config.json", timm_dir / "model.safetensors"
-    for p in (cfg_path, st_path):
-        if not p.is_file():
-            raise NotFound(f"{timm_dir} has no {p.name} (only safetensors checkpoints are read)")
-    try:
-        tc = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{cfg_path} is not valid JSON ({e})") from None
-    if not isinstance(tc, dict):
-        raise DataError(f"{cfg_path} is not a JSON object")
+    """(ViTConfig, params, config.json dict) from a timm folder (config.json +
+    model.safetensors)."""
+    tc, tensors = read_model_folder(timm_dir, "timm")
     cfg, _ = config_from_timm(tc)
-    tensors, _ = read_safetensors(st_path)
     return cfg, params_from_timm(tensors, cfg), tc
 
 
