@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from minitransformer.analysis.replay import record_run
 from minitransformer.cli import main
 from minitransformer.errors import ConfigError, DataError, RunFolderError
 from minitransformer.training import loop, step as step_module
@@ -145,6 +146,8 @@ def test_concurrent_writers_one_wins_the_rest_name_it(tmp_path, capsys):
         one_line_error(code, err, f"in use by process {winner.pid}")
         with pytest.raises(RunFolderError, match=f"process {winner.pid}"):
             lock_folder(out)                                   # the library call, in-process
+        with pytest.raises(RunFolderError, match=f"process {winner.pid}"):
+            record_run(out)                                    # the telemetry replay writes too
     finally:
         for p in procs:
             if p.poll() is None:

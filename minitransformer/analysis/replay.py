@@ -22,7 +22,7 @@ from ..measure.telemetry import append_jsonl, step_record, json_safe
 from ..training.build import get_batch, make_optimizer, make_streams
 from ..training.masks import apply_masks, mask_optimizer_state, run_masks, sparsity
 from ..training.checkpoint import restore_checkpoint
-from ..training.runfolder import read_json, run_files
+from ..training.runfolder import claim_folder, read_json, run_files
 from ..training.step import train_step
 
 
@@ -57,39 +57,43 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
     data = snap.data()
     sx, sy = snap.batch(seed=sharpness_batch_seed)
     tel_path, sh_path = files.telemetry, files.sharpness
-    tel_path.write_text("")
-    if sharpness_every:
-        sh_path.write_text("")
-    t_step, t_tel, checked = [], [], False
-    for step in range(start, end):
-        t0 = time.perf_counter()
-        x, y = get_batch(cfg, data, "train", streams["data"])
-        logged = step % every == 0
-        trace = {} if logged and activations else None
-        res = train_step(model, opt, x, y, cfg.lr_at(step), cfg.grad_clip, trace=trace,
-                         keep_before=logged, masks=masks)    # what the training loop does
-        t1 = time.perf_counter()
-        if logged:
-            rec = step_record(step, res.lr, res.grad_norm, cfg.grad_clip, res.before, model,
-                              res.grads, opt, x, activations, trace)
-            rec["loss"] = res.loss
-            if masks is not None:
-                rec["sparsity"] = sparsity(masks)
-            append_jsonl(tel_path, rec)
-            t_tel.append(time.perf_counter() - t1)
-        t_step.append(t1 - t0)
-        if sharpness_every and step % sharpness_every == 0:
-            append_jsonl(sh_path, json_safe(sharpness_record(
-                model, sx, sy, step, res.lr, opt, method=sharpness_method)))
-        if step + 1 == snap.step:                      # the checkpoint's parameters
-            bad = [n for n, p in params.items() if not np.array_equal(p, snap.model.params[n])]
-            if bad:
-                raise ConfigError(f"the replay of {run_dir} does not reproduce its checkpoint "
-                                 f"({len(bad)} tensors differ, e.g. {bad[0]}): was it trained "
-                                 f"by another version of the training loop?")
-            checked = True
-        if progress and step % 50 == 0:
-            progress(f"replay step {step}/{end}")
+    lock, _ = claim_folder(run_dir, new=False)         # one writer: not while it trains
+    try:
+        tel_path.write_text("")
+        if sharpness_every:
+            sh_path.write_text("")
+        t_step, t_tel, checked = [], [], False
+        for step in range(start, end):
+            t0 = time.perf_counter()
+            x, y = get_batch(cfg, data, "train", streams["data"])
+            logged = step % every == 0
+            trace = {} if logged and activations else None
+            res = train_step(model, opt, x, y, cfg.lr_at(step), cfg.grad_clip, trace=trace,
+                             keep_before=logged, masks=masks)    # what the training loop does
+            t1 = time.perf_counter()
+            if logged:
+                rec = step_record(step, res.lr, res.grad_norm, cfg.grad_clip, res.before, model,
+                                  res.grads, opt, x, activations, trace)
+                rec["loss"] = res.loss
+                if masks is not None:
+                    rec["sparsity"] = sparsity(masks)
+                append_jsonl(tel_path, rec)
+                t_tel.append(time.perf_counter() - t1)
+            t_step.append(t1 - t0)
+            if sharpness_every and step % sharpness_every == 0:
+                append_jsonl(sh_path, json_safe(sharpness_record(
+                    model, sx, sy, step, res.lr, opt, method=sharpness_method)))
+            if step + 1 == snap.step:                      # the checkpoint's parameters
+                bad = [n for n, p in params.items() if not np.array_equal(p, snap.model.params[n])]
+                if bad:
+                    raise ConfigError(f"the replay of {run_dir} does not reproduce its checkpoint "
+                                     f"({len(bad)} tensors differ, e.g. {bad[0]}): was it trained "
+                                     f"by another version of the training loop?")
+                checked = True
+            if progress and step % 50 == 0:
+                progress(f"replay step {step}/{end}")
+    finally:
+        lock.release()
     ms_step = 1e3 * float(np.median(t_step)) if t_step else None
     ms_tel = 1e3 * float(np.median(t_tel)) if t_tel else None
     return {"run": str(run_dir), "steps": len(t_step), "records": len(t_tel), "every": every,

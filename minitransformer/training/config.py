@@ -11,9 +11,10 @@ seed when it is made, so config.json records the two seeds actually used.
 from dataclasses import dataclass, asdict, fields
 import math
 
-from ..engine.config import (GPTConfig, ViTConfig, NORMS, POOLS, check_choice,
+from ..engine.config import (NORMS, POOLS, check_choice,
                              check_positive_int, check_nonnegative_int, check_positive_float,
                              check_number_in, from_dict)
+from ..engine.kinds import kind_named
 from ..engine.optim import SCHEDULES, get_lr
 from .. import init as _init
 from ..errors import ConfigError
@@ -258,4 +259,4 @@ MODEL_DEFAULTS = {"gpt": {}, "vit": VIT_DEFAULTS}
 
 def config_from_dict(model, d):
     """The GPTConfig or ViTConfig recorded in a run's config.json (model: "gpt" or "vit")."""
-    return (GPTConfig if model == "gpt" else ViTConfig).from_dict(d)
+    return kind_named(model).config.from_dict(d)

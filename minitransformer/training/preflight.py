@@ -27,7 +27,7 @@ import hashlib
 import math
 from pathlib import Path
 
-from ..engine import gpt, vit
+from ..engine.kinds import kind_named
 from ..errors import ConfigError, RunFolderError
 from .build import data_files
 
@@ -67,7 +67,7 @@ def check_data(saved, fingerprint, allow_change, run_dir):
 def memory_estimate(cfg, mcfg, data):
     """{part: bytes} of the estimate in the module docstring."""
     s = 8 if cfg.dtype == "float64" else 4
-    shapes = (gpt if cfg.model == "gpt" else vit).param_shapes(mcfg)
+    shapes = kind_named(cfg.model).param_shapes(mcfg)
     n = sum(math.prod(shape) for shape in shapes.values())
     L, C, NH, B = mcfg.n_layer, mcfg.n_embd, mcfg.n_head, cfg.batch_size
     if cfg.model == "gpt":

@@ -1,7 +1,7 @@
 """The run folder: the only module that knows its file names and reads its config.json. Atomic
 writes, the JSON readers, the lock that lets one process write at a time, and the truncation of
 the logs that makes --resume bit-identical (checkpoint files: training/checkpoint.py).
-docs/design.md's run-folder contract describes the files:
+README's "Run folder" and "Reliability" sections describe the files and promises:
 
     config.json      {"train": TrainConfig, "model": GPTConfig/ViTConfig, "vocab", "n_params", ...}
     metrics.jsonl    one line per logged step: step, loss, lr (+ train/val loss at evaluations)
