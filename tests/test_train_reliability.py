@@ -444,3 +444,29 @@ def test_warmup_longer_than_the_run_warns(tmp_path, capsys):
                        "--eval-interval", "0", "--out", tmp_path / "w")
     assert code == 0
     assert "warning: warmup_iters (100) is longer than max_iters (3)" in err
+
+
+def test_bpe_text_drops_the_bom_and_names_utf16(tmp_path):
+    from minitransformer.training.data import read_text
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfabc\n")
+    assert read_text(tmp_path / "bom.txt") == "abc\n"
+    (tmp_path / "u16.txt").write_bytes("abc\n".encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16"):
+        read_text(tmp_path / "u16.txt")
+
+
+def test_changed_tokenizer_files_refuse_resume(tmp_path, capsys):
+    pytest.importorskip("tokenizers")
+    (tmp_path / "t.txt").write_text("the quick brown fox jumps over the lazy dog. " * 300)
+    out = tmp_path / "bpe"
+    code, _, err = cli(capsys, "train", *TINY_ARGS, "--data", tmp_path / "t.txt", "--tokenizer",
+                       "bpe", "--vocab-size", "280", "--max-iters", "4", "--eval-interval", "0",
+                       "--checkpoint-interval", "2", "--out", out)
+    assert code == 0, err
+    saved = json.loads((out / "config.json").read_text())
+    assert len(saved["data_hash"]["tokenizer_sha256"]) == 64
+    (out / "summary.json").unlink()
+    name = saved["tokenizer"]["files"][0]
+    (out / name).write_bytes((out / name).read_bytes() + b"\n")   # still loads, other bytes
+    code, _, err = cli(capsys, "train", "--resume", out)
+    one_line_error(code, err, "tokenizer files", "--allow-data-change")

@@ -112,14 +112,7 @@ def load_text(path):
     """
     path = _check_file(path)
     with open(path, "rb") as f:
-        head = f.read(4096)
-    other = _other_unicode(head)
-    if other:
-        raise DataError(f"{path} is {other} text, not UTF-8; convert it first, e.g. "
-                        f"iconv -f {other.split()[0]} -t UTF-8")
-    start = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0   # a BOM is not a character
-    if start and len(head) == start:
-        raise DataError(f"{path} is empty (it holds only a UTF-8 byte-order mark)")
+        start = _text_start(path, f.read(4096))
     vocab, ids = encode_text_file(path, start)
     n_train = int(len(ids) * TRAIN_FRACTION)
     return TextDataset(vocab=vocab, stoi={ch: i for i, ch in enumerate(vocab)},
@@ -133,8 +126,22 @@ def read_text(path):
     raw = _read_bytes(path)
     if not raw:
         raise DataError(f"{path} is empty")
+    raw = raw[_text_start(path, raw[:4096]):]
     _piece_codes(raw, path, 0)                                  # NUL and UTF-8 checks
     return raw.decode("utf-8")
+
+
+def _text_start(path, head):
+    """Where a text file's characters start: after a UTF-8 byte-order mark (not a character of
+    the text), else at 0. UTF-16 and UTF-32 text are a DataError naming the encoding."""
+    other = _other_unicode(head)
+    if other:
+        raise DataError(f"{path} is {other} text, not UTF-8; convert it first, e.g. "
+                        f"iconv -f {other.split()[0]} -t UTF-8")
+    start = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
+    if start and len(head) == start:
+        raise DataError(f"{path} is empty (it holds only a UTF-8 byte-order mark)")
+    return start
 
 
 TEXT_PIECE = 2**20          # bytes decoded at a time: the file is never in memory whole

@@ -87,7 +87,7 @@ def setup(cfg, out_dir, resume, progress, command, allow_data_change=False):
         data = resolve_data(cfg, source=recorded_bpe(cfg.init_from) if cfg.init_from else None)
     if cfg.model == "gpt" and not resume:              # stored resolved: resume from anywhere
         cfg = replace(cfg, data=str(data_path(cfg.data).resolve()))
-    fingerprint = data_fingerprint(cfg)
+    fingerprint = data_fingerprint(cfg, getattr(data, "tokenizer", None))
     vocab = data.vocab if cfg.model == "gpt" else None
     saved, notes = None, []
     if resume:

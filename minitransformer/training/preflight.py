@@ -34,8 +34,9 @@ from .build import data_files
 _CHUNK = 1 << 20
 
 
-def data_fingerprint(cfg):
-    """SHA-256 over the contents of the run's data files, in order, and their total size."""
+def data_fingerprint(cfg, tokenizer=None):
+    """SHA-256 over the contents of the run's data files, in order, and their total size; with
+    a BPE tokenizer also "tokenizer_sha256", over its files (name and bytes, in name order)."""
     h, total, files = hashlib.sha256(), 0, []
     for path in data_files(cfg):
         path = Path(path).resolve()
@@ -44,7 +45,14 @@ def data_fingerprint(cfg):
                 h.update(chunk)
                 total += len(chunk)
         files.append(str(path))
-    return {"files": files, "sha256": h.hexdigest(), "bytes": total}
+    out = {"files": files, "sha256": h.hexdigest(), "bytes": total}
+    tok_files = getattr(tokenizer, "files", None)
+    if tok_files:
+        t = hashlib.sha256()
+        for name in sorted(tok_files):
+            t.update(name.encode() + b"\0" + tok_files[name])
+        out["tokenizer_sha256"] = t.hexdigest()
+    return out
 
 
 def check_data(saved, fingerprint, allow_change, run_dir):
@@ -52,7 +60,16 @@ def check_data(saved, fingerprint, allow_change, run_dir):
     Returns a warning line when allow_change let a different one through, else None. Runs made
     before hashes were recorded are not checked."""
     recorded = saved.get("data_hash")
-    if not isinstance(recorded, dict) or recorded.get("sha256") == fingerprint["sha256"]:
+    if not isinstance(recorded, dict):
+        return None
+    if recorded.get("tokenizer_sha256") != fingerprint.get("tokenizer_sha256"):
+        if not allow_change:
+            raise RunFolderError(f"the tokenizer files of {run_dir} have changed since the run "
+                                 f"started (their sha256 differs from config.json's); to train "
+                                 f"with them anyway, resume with --allow-data-change")
+        return (f"the tokenizer of {run_dir} has changed since the run started; training on "
+                f"(--allow-data-change), config.json records both")
+    if recorded.get("sha256") == fingerprint["sha256"]:
         return None
     what = ", ".join(fingerprint["files"])
     if not allow_change:
