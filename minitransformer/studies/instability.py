@@ -31,7 +31,7 @@ from ..training.build import (get_batch, make_model, make_optimizer, make_stream
                               resolve_data)
 from ..training.evaluate import image_loss_and_accuracy
 from ..training.checkpoint import restore_checkpoint
-from ..training.runfolder import read_run_config
+from ..training.runfolder import read_run_config, recorded_bpe
 from ..training.step import train_step
 
 COPY_SEED = 7_919          # the copies' data orders: SeedSequence([data_seed, COPY_SEED, K, copy])
@@ -87,7 +87,7 @@ def evaluator(cfg, data, n_batches=None):
 def instability(run_dir, from_steps, n_points=11, same_order=False, progress=True):
     """The barrier between two copies trained from step K, for every K of from_steps."""
     _, cfg, mcfg = read_run_config(run_dir)
-    data = resolve_data(cfg)
+    data = resolve_data(cfg, recorded=recorded_bpe(run_dir))   # the run's own tokenizer
     model = make_model(cfg, mcfg)
     if cfg.init_from is not None:                              # as the run itself started
         from ..training.transfer import apply_init_from
