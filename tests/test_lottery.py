@@ -164,6 +164,7 @@ def test_instability_barrier_zero_for_identical_copies_positive_for_independent_
     (["--levels", "2", "--strategy", "random"], "--strategy must be one of global, layerwise"),
     (["--levels", "2", "--branches", "ticket,lucky"], "--branches must include ticket"),
     (["--levels", "2", "--mask", "m.npz"], "the lottery sets --mask itself"),
+    (["--levels", "2", "--patch-size", "3"], "patch_size (3) must divide image_size (8)"),
 ])
 def test_bad_lottery_input_is_one_line(tmp_path, capsys, extra, words):
     code, _, err = cli(capsys, "lottery", *FLAGS, *extra, "--quiet", "--out", str(tmp_path / "x"))

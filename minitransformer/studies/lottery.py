@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..training import masks as M
-from ..training.build import make_model
+from ..training.build import make_model, model_config, resolve_data
 from ..training.loop import resume, run
 from ..training.checkpoint import load_checkpoint
 from ..training.runfolder import atomic_write, read_json, read_run_config, save_arrays, write_json
@@ -82,6 +82,7 @@ def lottery(cfg, out, levels, fraction=0.2, rewind_iter=0, strategy="global",
     out = Path(out)
     spec = {"train": cfg.to_dict(), "levels": levels, "prune_fraction": fraction,
             "rewind_iter": rewind_iter, "strategy": strategy, "branches": list(branches)}
+    model_config(cfg, resolve_data(cfg))               # data and shapes, before any file
     _claim_folder(out, spec)
     say = _Say(progress)
     dense = out / "level_0" / "ticket"
