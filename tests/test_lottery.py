@@ -104,7 +104,7 @@ def test_telemetry_replay_of_a_sparse_branch_reproduces_it(done, tmp_path):
 
 
 def test_killed_lottery_resumes_to_the_same_results(done, tmp_path):
-    """SIGKILL while level 1's branches train (after a checkpoint), then the same command:
+    """SIGKILL while level 1's branches train (after a first checkpoint), then the same command:
     results.csv and every final checkpoint equal the uninterrupted lottery's."""
     ref, _ = done
     out = tmp_path / "killed"
@@ -112,9 +112,10 @@ def test_killed_lottery_resumes_to_the_same_results(done, tmp_path):
     args = [sys.executable, "-c", "from minitransformer.cli import main; main()", "lottery",
             *FLAGS, *LOTTERY_FLAGS, "--workers", "1", "--out", str(out)]
     proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE)
-    target = out / "level_1" / "ticket" / "checkpoint.npz"
+    runs = out / "level_1" / "sweep" / "runs"                   # the level's sweep folders
     deadline = time.time() + 120
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
+    while (not any(runs.glob("*/checkpoint.npz")) and proc.poll() is None
+           and time.time() < deadline):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

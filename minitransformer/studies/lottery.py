@@ -21,7 +21,10 @@ first steps warmup exists to avoid, so we rewind the optimizer state with the we
 
 A branch's starting point is one file, DIR/level_k/<branch>.start.npz: the step-K state with the
 branch's weights and its masks (mask.<name>). The branches of a level are independent, so they
-run through the sweep engine (one axis, start_from), in parallel with --workers / --scheduler.
+run through the sweep engine as one sweep with one axis, start_from (run_level), in parallel
+with --workers / --scheduler; its run folders are DIR/level_k/sweep/runs/..., and
+DIR/level_k/<branch> links to each. A Dask cluster must share the file system with this
+process: the next level prunes the ticket's checkpoint.
 The chain of levels is sequential, and every step of it is a file written atomically from
 files before it, so a rerun after a kill at any point redoes only what is missing and gives
 the same results as a run never stopped (tests/test_lottery.py kills one).
@@ -37,10 +40,9 @@ import json
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunFolderError
 from ..training import masks as M
 from ..training.build import make_model, model_config, resolve_data
-from ..training.loop import resume, run
 from ..training.checkpoint import load_checkpoint
 from ..training.runfolder import atomic_write, read_json, read_run_config, save_arrays, write_json
 
@@ -85,18 +87,15 @@ def lottery(cfg, out, levels, fraction=0.2, rewind_iter=0, strategy="global",
     model_config(cfg, resolve_data(cfg))               # data and shapes, before any file
     _claim_folder(out, spec)
     say = _Say(progress)
-    dense = out / "level_0" / "ticket"
     say(f"level 0: dense network, keeping the state after {rewind_iter} updates")
-    run_batch([(replace(cfg, save_state_at=rewind_iter), dense)], workers, scheduler, progress)
+    run_level(out, 0, cfg, "save_state_at", {"ticket": rewind_iter}, workers, scheduler,
+              progress)
     for level in range(1, levels + 1):
         masks = level_masks(out, level, fraction, strategy)
         say(f"level {level}: sparsity {M.sparsity(masks):.3f} of the prunable weights; "
             f"branches {', '.join(branches)}")
-        jobs = []
-        for branch in branches:
-            start = write_start(out, level, branch, cfg, rewind_iter, masks)
-            jobs.append((replace(cfg, start_from=str(start)), out / f"level_{level}" / branch))
-        run_batch(jobs, workers, scheduler, progress)
+        starts = {b: str(write_start(out, level, b, cfg, rewind_iter, masks)) for b in branches}
+        run_level(out, level, cfg, "start_from", starts, workers, scheduler, progress)
     rows = collect(out, levels, branches)
     write_csv(out / "results.csv", rows)
     from .lottery_report import write_report                 # matplotlib only when asked
@@ -199,19 +198,24 @@ def write_start(out, level, branch, cfg, rewind_iter, masks):
 # ---------------------------------------------------------------------------------------------
 # Running independent runs
 
-def run_batch(jobs, workers=None, scheduler=None, progress=True):
-    """Run (or finish) every (TrainConfig, run folder) of `jobs`; they are independent."""
-    for cfg, run_dir in jobs:
-        run_one(cfg, run_dir, progress)
-
-
-def run_one(cfg, run_dir, progress=True):
-    """A finished run folder is left alone, a started one resumed, a missing one run."""
-    if (run_dir / "summary.json").is_file():
-        return read_json(run_dir / "summary.json")
-    if (run_dir / "config.json").is_file():
-        return resume(run_dir, progress=progress)
-    return run(cfg, run_dir, progress=progress)
+def run_level(out, level, cfg, axis, values, workers=None, scheduler=None, progress=True):
+    """The independent runs of one level through the sweep engine (studies/sweep.py): one grid
+    axis (start_from; save_state_at for the dense level 0), the lottery's settings as the shared
+    options, its seed as the only seed. The sweep's run folders live in DIR/level_k/sweep/runs/;
+    DIR/level_k/<branch> is a relative link to each. values: {branch: axis value}."""
+    from .sweep import SweepSpec, sweep
+    base = {k: getattr(cfg, k) for k in cfg.explicit if k != "seed"}
+    spec = SweepSpec(base=base, grid={axis: list(values.values())}, seeds=[cfg.seed])
+    level_dir = out / f"level_{level}"
+    rows = sweep(spec, level_dir / "sweep", workers=workers, scheduler=scheduler,
+                 progress=progress)
+    for branch, row in zip(values, rows):              # rows come in grid order
+        link = level_dir / branch
+        if not link.is_symlink():
+            link.symlink_to(Path("sweep") / row["run"], target_is_directory=True)
+        if branch == "ticket" and row["status"] == "failed":
+            raise RunFolderError(f"the ticket of level {level} failed ({row['error']}); see "
+                                 f"{link}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,11 +232,17 @@ def early_stop_step(run_dir):
 
 
 def collect(out, levels, branches):
-    """One row per run folder of the lottery (COLUMNS)."""
+    """One row per run folder of the lottery (COLUMNS); a run that failed (no summary.json)
+    is a row with status failed and no numbers."""
     rows = []
     for level in range(levels + 1):
         for branch in (("ticket",) if level == 0 else branches):
             run_dir = out / f"level_{level}" / branch
+            if not (run_dir / "summary.json").is_file():
+                masks = dict(np.load(out / f"level_{level}" / "mask.npz"))
+                rows.append(dict({c: None for c in COLUMNS}, level=level, branch=branch,
+                                 sparsity=round(M.sparsity(masks), 6), status="failed"))
+                continue
             summary = read_json(run_dir / "summary.json")
             rows.append({"level": level, "branch": branch,
                          "sparsity": round(summary.get("sparsity", 0.0), 6),
