@@ -382,7 +382,7 @@ def test_half_made_cleanup_spares_a_neighbour_in_a_shared_parent(tmp_path, monke
 
 # ------------------------------------------------------------------------------ 8 signals
 
-SIG_ARGS = [*TINY_ARGS, "--max-iters", "150", "--eval-interval", "50", "--checkpoint-interval",
+SIG_ARGS = [*TINY_ARGS, "--max-iters", "400", "--eval-interval", "50", "--checkpoint-interval",
             "40"]
 
 
