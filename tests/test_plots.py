@@ -8,6 +8,7 @@ import pytest
 import matplotlib  # noqa: F401  (the test extra installs it: these tests never skip)
 
 from minitransformer.analysis import plots, plots_model  # noqa: E402
+from minitransformer.errors import MissingDependency  # noqa: E402
 from minitransformer.cli import main  # noqa: E402
 from minitransformer.analysis.replay import record_run  # noqa: E402
 from minitransformer.training.config import TrainConfig  # noqa: E402
@@ -136,7 +137,7 @@ def test_cli_plot_and_errors(runs, tmp_path, capsys):
 def test_without_matplotlib(monkeypatch, runs, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)        # import matplotlib -> ImportError
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(plots.MissingMatplotlib, match=r"pip install -e \.\[plot\]"):
+    with pytest.raises(MissingDependency, match=r"pip install -e \.\[plot\]"):
         plots.plot_runs([runs["gpt"]])
     with pytest.raises(SystemExit) as e:
         main(["plot", str(runs["gpt"])])

@@ -9,7 +9,6 @@ from ..errors import MissingDependency
 DPI = 100
 
 
-MissingMatplotlib = MissingDependency                   # the name the tests and callers know
 
 
 def pyplot():
@@ -18,7 +17,7 @@ def pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MissingMatplotlib("plotting needs matplotlib: pip install -e .[plot]") from None
+        raise MissingDependency("plotting needs matplotlib: pip install -e .[plot]") from None
     return plt
 
 

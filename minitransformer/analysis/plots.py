@@ -27,8 +27,7 @@ from ..engine.names import MATRICES, role
 from ..errors import ConfigError, NotFound
 from ..measure.landscape import inspect_landscape
 from ..training.runfolder import read_json, read_jsonl, run_files
-from .figure import MissingMatplotlib, finish, pyplot, run_name  # noqa: F401  (MissingMatplotlib)
-from .figure import pyplot as _plt  # noqa: F401  (the name studies/ import)
+from .figure import finish, pyplot, run_name
 from .snapshot import load_snapshot
 from .plots_model import (plot_attention_gpt, plot_attention_vit, plot_landscape,
                           plot_patch_filters, plot_spectra)
