@@ -319,7 +319,7 @@ def main(argv=None):
         copy.mkdir()
         copy_tree(root, copy)
         hidden = hide_references(Path(tmp) / "hidden") if args.without_ref else None
-        everything = sorted({t for m in mutants for t in m.tests})
+        everything = sorted({t for m in mutants for t in m.tests if (copy / t).exists()})
         t0 = time.perf_counter()
         status, detail = run_tests(copy, everything, args.timeout, hidden)
         if status != "pass":
