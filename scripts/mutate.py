@@ -55,7 +55,7 @@ MUTANTS = [
            ("tests/test_kernels.py",)),
     Mutant("attn-scale", "engine", "attention scores scaled by 1/HS instead of 1/sqrt(HS)",
            "else 1.0 / math.sqrt(self.head_size)", "else 1.0 / self.head_size",
-           ("tests/test_torch_reference.py", "tests/test_layers.py")),
+           ("tests/test_torch_reference.py", "tests/test_layers.py", "tests/test_known_values.py")),
     Mutant("causal-mask-diagonal", "engine", "causal mask also hides the next token (k=2)",
            "np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)",
            "np.triu(np.full((T, T), -np.inf, dtype=dtype), k=2)",

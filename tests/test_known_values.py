@@ -73,3 +73,13 @@ def test_transfer_run_starts_from_the_other_runs_weights(tmp_path):
     assert a["final_val_loss"] < 0.5 * math.log(4)               # A learned something
     assert b["final_val_loss"] == pytest.approx(a["final_val_loss"], abs=1e-5)
     assert fresh["final_val_loss"] == pytest.approx(math.log(4), abs=0.1)
+
+
+def test_attention_scale_by_hand():
+    """Scores are multiplied by 1/√HS (HS = 64/4 = 16: 0.25) unless a scheme sets attn_scale
+    (muP: 1/HS = 0.0625). Without this, a 1/HS bug is caught only by the PyTorch reference:
+    every gradient check is consistent with any scale."""
+    assert GPTConfig(n_embd=64, n_head=4).scale == 0.25
+    assert GPTConfig(n_embd=64, n_head=4, attn_scale=0.0625).scale == 0.0625
+    from minitransformer import ViTConfig
+    assert ViTConfig(n_embd=48, n_head=3).scale == 0.25
