@@ -79,7 +79,7 @@ MUTANTS = [
     Mutant("mup-decay-base-lr", "optimizer", "AdamW decays with the base lr, not the tensor's lr_eff (muP)",
            "            wd = self.weight_decay if self.decay[name] else 0.0\n            m, v =",
            "            wd = (self.weight_decay / self.lr_mult[name]) if self.decay[name] else 0.0\n            m, v =",
-           ("tests/test_optim.py",)),
+           ("tests/test_optim.py", "tests/test_known_values.py")),
     Mutant("decay-vectors", "optimizer", "weight decay on biases and LayerNorm too",
            "    return {name: p.ndim >= 2 for name, p in params.items()}",
            "    return {name: p.ndim >= 1 for name, p in params.items()}",

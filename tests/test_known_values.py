@@ -83,3 +83,16 @@ def test_attention_scale_by_hand():
     assert GPTConfig(n_embd=64, n_head=4, attn_scale=0.0625).scale == 0.0625
     from minitransformer import ViTConfig
     assert ViTConfig(n_embd=48, n_head=3).scale == 0.25
+
+
+def test_adamw_decays_each_tensor_with_its_own_lr():
+    """With a zero gradient AdamW's step is 0/(0 + eps) = 0 and only the decoupled decay acts:
+    p <- p (1 − lr_eff·wd), lr_eff = lr × the tensor's multiplier (muP's hidden matrices), so
+    1 − 0.01·0.25·0.1 = 0.99975 and 1 − 0.01·0.1 = 0.999 here. Vectors are never decayed."""
+    from minitransformer.engine.optim import AdamW
+    params = {"hidden": np.full((2, 2), 2.0), "wte": np.full((3, 2), 2.0), "bias": np.full(2, 2.0)}
+    opt = AdamW(params, lr=0.01, weight_decay=0.1, lr_mult={"hidden": 0.25})
+    opt.step(params, {k: np.zeros_like(v) for k, v in params.items()})
+    np.testing.assert_allclose(params["hidden"], 2.0 * 0.99975, rtol=1e-15)
+    np.testing.assert_allclose(params["wte"], 2.0 * 0.999, rtol=1e-15)
+    np.testing.assert_array_equal(params["bias"], 2.0)
