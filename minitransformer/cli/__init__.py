@@ -60,8 +60,9 @@ from .init import COMMANDS as _init_commands        # noqa: E402  inits, import-
 from .inspect import COMMANDS as _inspect_commands  # noqa: E402  inspect ..., plot
 from .lottery import COMMANDS as _lottery_commands  # noqa: E402  lottery
 from .sweep import COMMANDS as _sweep_commands      # noqa: E402  sweep
+from .experiment import COMMANDS as _experiment_commands  # noqa: E402  experiment ...
 for _command in (*_train_commands, *_init_commands, *_inspect_commands, *_lottery_commands,
-                 *_sweep_commands):
+                 *_sweep_commands, *_experiment_commands):
     cli.add_command(_command)
 
 
