@@ -179,3 +179,65 @@ def test_every_study_defines_its_parts(name):
                  "figures"):
         assert hasattr(s, attr), attr
     assert s.NAME == name and set(s.SIZES) == {"smoke", "full"}
+
+
+# --- seeds ---------------------------------------------------------------------------------
+
+def seeds_rows(init_spread, data_spread, n=8):
+    rows = []
+    for k in range(n):
+        z = (k - (n - 1) / 2) / n                         # centred offsets, same shape per arm
+        rows.append(dict(run(0, 0.5 + init_spread * z, init_seed=k), part="init"))
+        rows.append(dict(run(0, 0.5 + data_spread * z, data_seed=k), part="data"))
+        rows.append(dict(run(k, 0.5 + (init_spread + data_spread) * z), part="both"))
+    return rows
+
+
+def test_seeds_rule():
+    v = registry.get("seeds").verdict
+    assert v(seeds_rows(0.02, 0.015)).verdict == SUPPORTED
+    assert v(seeds_rows(0.05, 0.005)).verdict == NOT_SUPPORTED     # ratio 10, p tiny
+    assert v(seeds_rows(0.05, 0.02, n=3)).verdict == INCONCLUSIVE  # ratio 2.5 on 3 runs each
+
+
+# --- vit-small-data ------------------------------------------------------------------------
+
+def small_data_rows(gain_small, loss_large):
+    rows = []
+    for limit in (300, 8000):
+        for lr in (1e-3, 3e-3):
+            for s in SEEDS:
+                base = 0.80 if limit == 300 else 0.96
+                rows.append(dict(run(s, 0.5, train_limit=limit, init="vit", lr=lr),
+                                 val_acc=base + 0.001 * s))
+                for m in ("mimetic", "structured"):
+                    acc = base + (gain_small if limit == 300 else -loss_large) + 0.001 * s
+                    rows.append(dict(run(s, 0.5, train_limit=limit, init=m, lr=lr), val_acc=acc))
+    return rows
+
+
+def test_vit_small_data_rule():
+    v = registry.get("vit-small-data").verdict
+    assert v(small_data_rows(0.05, 0.0)).verdict == SUPPORTED
+    assert v(small_data_rows(0.0, 0.0)).verdict == NOT_SUPPORTED
+    assert v(small_data_rows(0.05, 0.03)).verdict == NOT_SUPPORTED   # costs 3 points at 8,000
+    assert v(small_data_rows(0.01, 0.0)).verdict == INCONCLUSIVE
+
+
+# --- pretrained-init -----------------------------------------------------------------------
+
+def pretrained_rows(gain):
+    rows = [dict(run(s, 0.3, val_acc=0.97), part="pretrain") for s in SEEDS]
+    for lr in (1e-3, 3e-3):
+        for s in SEEDS:
+            rows.append(dict(run(s, 0.8, lr=lr, val_acc=0.70 + 0.002 * s), part="scratch"))
+            rows.append(dict(run(s, 0.5, lr=lr, val_acc=0.70 + gain + 0.002 * s),
+                             part=f"pretrained-s{s}"))
+    return rows
+
+
+def test_pretrained_init_rule():
+    v = registry.get("pretrained-init").verdict
+    assert v(pretrained_rows(0.10)).verdict == SUPPORTED
+    assert v(pretrained_rows(-0.05)).verdict == NOT_SUPPORTED
+    assert v(pretrained_rows(0.01)).verdict == INCONCLUSIVE

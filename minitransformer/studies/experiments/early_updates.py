@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ...measure.telemetry import read_jsonl
+from ...training.runfolder import read_jsonl
 from .common import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Part, Verdict, by_seed, loss_of,
                      mean, ok, run_dir, seed_table, select, spread_note)
 from .report import save_figure

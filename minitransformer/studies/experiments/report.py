@@ -139,7 +139,7 @@ def write_report(path, study, meta, out, verdict, rows, figures):
 
 def _show(v):
     if isinstance(v, dict):
-        return ", ".join(f"{k} {_show(x)}" for k, x in v.items())
+        return "; ".join(f"{k}: {_show(x)}" for k, x in v.items())
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_show(x) for x in v) + "]"
     if isinstance(v, float):
@@ -187,7 +187,7 @@ def errorbar_lines(ax, rows, x, series, y, label="{}"):
 
 def val_curve(run_dir, key="val_loss"):
     """(steps, values) of the evaluations in a run folder's metrics.jsonl."""
-    from ...measure.telemetry import read_jsonl
+    from ...training.runfolder import read_jsonl
     path = Path(run_dir) / "metrics.jsonl"
     recs = [r for r in read_jsonl(path) if r.get(key) is not None] if path.is_file() else []
     return [r["step"] for r in recs], [r[key] for r in recs]

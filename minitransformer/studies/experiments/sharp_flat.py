@@ -14,7 +14,7 @@ from scipy.stats import spearmanr
 
 from ...analysis.snapshot import load_snapshot
 from ...measure.sharpness import top_eigenvalue
-from ...training.loop import image_loss_and_accuracy
+from ...training.evaluate import image_loss_and_accuracy
 from .common import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Part, Verdict, ok, seed_table)
 from .report import save_figure
 
