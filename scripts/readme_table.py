@@ -92,6 +92,23 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("lottery_report.py", "the lottery's verdict rule, report.md and its figures"),
         ("instability.py", "linear mode connectivity: the error barrier between two copies trained from step K"),
     ]),
+    ("studies/experiments", "named claims, their runs, reports and verdicts", [
+        ("__init__.py", "what an experiment is: a claim, its runs, a report with a verdict"),
+        ("common.py", "what a study module defines; Part, Verdict, statistics over seeds"),
+        ("registry.py", "the ten studies by name"),
+        ("runner.py", "run a study through the sweep engine (resumable); rebuild its report"),
+        ("report.py", "results.csv, verdict.json, report.md, figure helpers"),
+        ("symmetry.py", "zero init keeps hidden units identical and the loss stuck"),
+        ("scale_lr.py", "init scale x learning rate: does the best lr move?"),
+        ("warmup.py", "pre-LN vs post-LN x warmup x learning rate"),
+        ("no_norm_depth.py", "no LayerNorm, no warmup, depth 6-24: T-Fixup, ReZero, DeepNet, Admin vs baselines"),
+        ("vit_small_data.py", "ViT on MNIST subsets: vit vs mimetic vs structured init"),
+        ("early_updates.py", "update-to-weight ratios in the first steps, warmup, preconditioned sharpness"),
+        ("seeds.py", "run-to-run spread: init seed alone vs data-order seed alone"),
+        ("rmt.py", "weight spectra against Marchenko-Pastur at init and after training"),
+        ("sharp_flat.py", "final sharpness against the generalization gap"),
+        ("pretrained_init.py", "pretrained weights vs scratch on a small second task"),
+    ]),
     ("cli", "click commands only", [
         ("__init__.py", "the command group and main: user errors in one line, bugs with a traceback"),
         ("train.py", "train, sample, bench"),
@@ -99,6 +116,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("inspect.py", "inspect ... and plot"),
         ("lottery.py", "lottery"),
         ("sweep.py", "sweep"),
+        ("experiment.py", "experiment list, run, report"),
     ]),
 ]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from minitransformer.cli import main
 from minitransformer.studies.experiments import registry
 from minitransformer.studies.experiments.runner import report_experiment, run_experiment
 
@@ -71,14 +72,24 @@ def test_smoke_files_agree(smoke, name):
         assert f"{sum(same) / len(same):.3f} ± " in report
 
 
-def test_list_names_every_study_with_sizes():
-    out = subprocess.run([sys.executable, "cli.py", "experiment", "list"], cwd=ROOT, env=ENV,
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+def cli(capsys, *args):
+    """`python cli.py experiment ...` in-process: (exit status, stdout, stderr)."""
+    try:
+        main(["experiment", *args])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_names_every_study_with_sizes(capsys):
+    code, out, err = cli(capsys, "list")
+    assert code == 0, err
     for name in registry.STUDIES:
-        assert re.search(rf"^{re.escape(name)}$", out.stdout, re.M)
-    assert out.stdout.count("smoke ~") == len(registry.STUDIES)
-    assert out.stdout.count("claim: ") == out.stdout.count("paper: ") == len(registry.STUDIES)
+        assert re.search(rf"^{re.escape(name)}$", out, re.M)
+    assert out.count("smoke ~") == out.count("full ~") == len(registry.STUDIES)
+    assert out.count("claim: ") == out.count("paper: ") == len(registry.STUDIES)
 
 
 def test_report_rebuilds_the_same_files(smoke):
@@ -112,11 +123,6 @@ def test_interrupted_experiment_resumes_to_the_same_report(smoke, tmp_path):
         assert ours == ref, f
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "cli.py", "experiment", *args], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True)
-
-
 @pytest.mark.parametrize("args, message", [
     (["run", "nonsense"], "unknown experiment 'nonsense'"),
     (["run", "symmetry", "--size", "huge"], "unknown size 'huge'"),
@@ -124,30 +130,31 @@ def cli(*args):
     (["run", "symmetry", "--workers", "2", "--scheduler", "tcp://x:1"], "not both"),
     (["report", "nowhere"], "not an experiment folder"),
 ])
-def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
-    res = cli(*[a if a != "nowhere" else str(tmp_path / "nowhere") for a in args])
-    assert res.returncode == 2
-    assert res.stderr.startswith("error: ") and message in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
+def test_bad_input_is_one_line_exit_2(capsys, args, message, tmp_path):
+    code, _, err = cli(capsys, *[a if a != "nowhere" else str(tmp_path / "nowhere") for a in args])
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
 
 
-def test_out_holding_another_study_is_refused_untouched(smoke):
+def test_out_holding_another_study_is_refused_untouched(capsys, smoke):
     root, _ = smoke
     out = root / "symmetry"
     before = sorted(str(p) for p in out.rglob("*"))
-    res = cli("run", "warmup", "--out", str(out))
-    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
-    assert "holds the experiment 'symmetry'" in res.stderr
+    code, _, err = cli(capsys, "run", "warmup", "--out", str(out))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "holds the experiment 'symmetry'" in err
     assert sorted(str(p) for p in out.rglob("*")) == before
 
 
-def test_out_holding_other_files_or_another_size_is_refused(smoke, tmp_path):
+def test_out_holding_other_files_or_another_size_is_refused(capsys, smoke, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    res = cli("run", "symmetry", "--out", str(tmp_path))
-    assert res.returncode == 2 and "holds no experiment" in res.stderr
+    code, _, err = cli(capsys, "run", "symmetry", "--out", str(tmp_path))
+    assert code == 2 and "holds no experiment" in err
     root, _ = smoke
-    res = cli("run", "symmetry", "--size", "full", "--out", str(root / "symmetry"))
-    assert res.returncode == 2 and "rerun it with --size smoke --seeds 1" in res.stderr
+    code, _, err = cli(capsys, "run", "symmetry", "--size", "full", "--out",
+                       str(root / "symmetry"))
+    assert code == 2 and "rerun it with --size smoke --seeds 1" in err
 
 
 def test_verdicts_are_valid_and_numbers_finite_or_marked(smoke):

@@ -11,7 +11,7 @@ import csv
 import io
 import math
 
-from ...training.runfolder import _atomic_write
+from ...training.runfolder import atomic_write
 from .common import fmt, groups, markdown_table, mean, std
 
 FIRST = ("part",)                  # results.csv: then the grid axes, seed, status, numbers
@@ -20,7 +20,7 @@ LAST = ("run", "error")
 
 
 def write_text(path, text):
-    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, text.encode("utf-8"))
 
 
 def save_figure(fig, path, plt):
@@ -28,7 +28,7 @@ def save_figure(fig, path, plt):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    _atomic_write(path, lambda f: f.write(buf.getvalue()))
+    atomic_write(path, buf.getvalue())
     return Path(path).name
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import csv
 import sys
 
-from ...errors import ConfigError, MissingDependency, RunFolderError
+from ...analysis.plots import _plt     # matplotlib (Agg), or one line naming the extra
+from ...errors import ConfigError, RunFolderError
 from ...training.runfolder import read_json, write_json
 from .. import sweep as _sweep
 from . import registry, report
@@ -63,18 +64,6 @@ def check_out(out, name, size, seeds):
                               f"{old.get('size')} --seeds {len(old.get('seeds', []))} or "
                               f"choose another folder")
     return meta
-
-
-def _plt():
-    """matplotlib with the Agg backend, or one line naming the extra to install."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependency("experiment reports draw figures with matplotlib: "
-                                "pip install -e .[plot]") from None
-    return plt
 
 
 def _say(progress, text):
