@@ -6,7 +6,8 @@
 FULL_ROOT/<study>/ holds each study run at --size full; a study without a finished full run is
 taken from SMOKE_ROOT/<study>/ instead and labelled as smoke, never passed off as full. Each
 section is the study's own report.md (claim, setup, tables, verdict, numbers), with its first
-figure copied to docs/experiments/<study>.png. --times: lines "HH:MM:SS end <study> rc=0 <s> s"
+figure copied to docs/experiments/<study>.png. README's lines between <!-- experiments:begin -->
+and <!-- experiments:end --> get one verdict line per study. --times: lines "HH:MM:SS end <study> rc=0 <s> s"
 (the log of the runs) give the measured wall time of each full run.
 """
 import argparse
@@ -44,7 +45,7 @@ def main():
             if m:
                 times[m.group(1)] = int(m.group(2))
     FIG_DIR.mkdir(parents=True, exist_ok=True)
-    summary, body = [], []
+    summary, body, readme = [], [], []
     for i, name in enumerate(STUDIES, 1):
         folder, label = Path(args.full_root) / name, "full"
         ok = (folder / "verdict.json").is_file() and \
@@ -52,6 +53,7 @@ def main():
         if not ok:
             if not args.smoke or not (Path(args.smoke) / name / "verdict.json").is_file():
                 summary.append(f"| {name} | not run | - |")
+                readme.append(f"- `{name}`: not run")
                 continue
             folder, label = Path(args.smoke) / name, "smoke"
         doc = json.loads((folder / "verdict.json").read_text())
@@ -66,6 +68,9 @@ def main():
             else ""
         summary.append(f"| [{name}](#{i}-{name}) | {label} ({doc['n_runs']} runs{minutes}) | "
                        f"**{doc['verdict']}** |")
+        readme.append(f"- `{name}`: **{doc['verdict']}**" + (" (full size" if label == "full"
+                      else " (smoke size only: not a test of the claim") +
+                      f", {doc['n_runs']} runs). {doc['claim']}")
         warn = ("\n**This study was NOT run at full size here; the numbers below are from the "
                 "smoke size (a few steps, one seed): they test the plumbing, not the claim.**\n"
                 if label == "smoke" else "")
@@ -84,7 +89,12 @@ def main():
             "experiment folders.", "",
             "| study | size | verdict |", "|---|---|---|"] + summary + [""]
     DOC.write_text("\n".join(head + body).replace("\n\n\n", "\n\n") + "\n")
-    print(f"wrote {DOC}")
+    readme_path = ROOT / "README.md"
+    text = readme_path.read_text()
+    begin, end = "<!-- experiments:begin -->\n", "<!-- experiments:end -->"
+    i, j = text.index(begin) + len(begin), text.index(end)
+    readme_path.write_text(text[:i] + "\n".join(readme) + "\n" + text[j:])
+    print(f"wrote {DOC} and README's verdict lines")
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def figures(rows, out, plt):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     errorbar_lines(axes[0], rows, "lr", "init", loss_of)
     axes[0].set(xscale="log", xlabel="peak learning rate", ylabel="final validation loss (nats)",
-                title="Loss: zeros stays stuck")
+                title="Final validation loss per init")
     errorbar_lines(axes[1], rows, "lr", "init", lambda r: max(_spread(r), 1e-12))
     axes[1].set(xscale="log", yscale="log", xlabel="peak learning rate",
                 ylabel="unit_spread (1e-12 = identical)", title="Hidden units after training")
