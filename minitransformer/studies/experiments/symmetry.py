@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ...training.runfolder import load_checkpoint
+from ...training.checkpoint import load_checkpoint
 from .common import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Part, Verdict, by_seed, loss_of,
                      mean, ok, seed_table, select, spread_note)
 from .report import errorbar_lines, save_figure
