@@ -7,7 +7,6 @@ initialized at std 0.02 sees relative updates ||dW||/||W|| of order lr/0.02 in i
 threshold 38/lr before the lr is large. A larger init (std 0.2) is the control: the same lr is a
 smaller relative step for it.
 """
-import math
 
 import numpy as np
 
@@ -89,7 +88,8 @@ def _ratio(r):
 def table(rows):
     cols, cells = seed_table(rows, ["init_std", "warmup_iters", "lr"], [
         ("early_ratio", _ratio), ("probes above 38/lr (first half)", lambda r: r.get("sharp_above")),
-        ("max preconditioned sharpness / threshold", lambda r: r.get("sharp_peak_over_threshold")),
+        ("max preconditioned sharpness / threshold",
+         lambda r: r.get("sharp_peak_over_threshold")),
         ("final val loss", loss_of)])
     return [("Early update-to-weight ratio, preconditioned sharpness and loss (mean ± std over "
              "seeds)", cols, cells)]

@@ -128,13 +128,17 @@ def write_report(path, study, meta, out, verdict, rows, figures):
         for name, caption in figures:
             lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
     lines += ["## Verdict", "", f"Verdict: {verdict.verdict}", "",
-              f"Rule (written in `minitransformer/studies/experiments/{study.__name__.rsplit('.', 1)[-1]}.py` "
+              f"Rule (written in `{_module_path(study)}` "
               f"before any run): {study.RULE}", "", "Numbers the rule saw:", ""]
     lines += [f"- {k}: {_show(v)}" for k, v in verdict.numbers.items()]
     lines += ["", "Seeds:", ""]
     lines += [f"- {n}" for n in verdict.notes] or \
         ["- the seeds agree on every comparison the rule makes."]
     write_text(path, "\n".join(lines) + "\n")
+
+
+def _module_path(study):
+    return f"minitransformer/studies/experiments/{study.__name__.rsplit('.', 1)[-1]}.py"
 
 
 def _show(v):

@@ -12,7 +12,7 @@ import numpy as np
 from ...analysis.snapshot import load_snapshot
 from ...measure.spectra import spectra
 from .common import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Part, Verdict, loss_of, mean, ok,
-                     run_dir, seed_table, select, spread_note)
+                     run_dir, seed_table, spread_note)
 from .report import save_figure
 
 NAME = "rmt"

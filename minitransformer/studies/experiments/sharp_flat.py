@@ -122,7 +122,8 @@ def figures(rows, out, plt):
     if done:
         fig.colorbar(sc, ax=ax, label="log10 learning rate")
     ax.set(xscale="log", xlabel="sharpness (top Hessian eigenvalue)",
-           ylabel="gap = val loss - train loss (nats)", title="Sharpness against generalization gap")
+           ylabel="gap = val loss - train loss (nats)",
+           title="Sharpness against generalization gap")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return [(save_figure(fig, out / "sharp_flat.png", plt),

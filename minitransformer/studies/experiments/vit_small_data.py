@@ -7,7 +7,6 @@ largest gains on small data sets, and no loss when data are plentiful. Tested on
 each init at its best of two learning rates, all with mean pooling (structured needs it, so the
 baselines get it too: the pooling cannot explain a difference).
 """
-import math
 
 from .common import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Part, Verdict, mean, ok,
                      seed_table, select, spread_note)
