@@ -18,7 +18,7 @@ from pathlib import Path
 import csv
 import sys
 
-from ...analysis.plots import _plt     # matplotlib (Agg), or one line naming the extra
+from ...analysis.figure import pyplot as _plt   # matplotlib (Agg), or one line naming the extra
 from ...errors import ConfigError, RunFolderError
 from ...training.runfolder import read_json, write_json
 from .. import sweep as _sweep
