@@ -30,8 +30,8 @@ def list_():
     from ..studies.experiments.registry import listing
     for name, claim, paper, minutes in listing():
         sizes = ", ".join(f"{k} ~{v:g} min" for k, v in minutes.items())
-        click.echo(f"{name}\n    claim: {claim}\n    paper: {paper}\n    time (2 workers, 2 "
-                   f"idle cores): {sizes}")
+        click.echo(f"{name}\n    claim: {claim}\n    paper: {paper}\n    time (measured here, "
+                   f"2 workers, machine shared): {sizes}")
 
 
 @experiment.command("run")

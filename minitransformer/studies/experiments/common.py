@@ -5,7 +5,8 @@ A study is a module of studies/experiments/ with these names (see symmetry.py, t
     NAME, CLAIM, PAPER          the study's name, its claim in one sentence, the source
     RULE                        the verdict rule in words, fixed before any run
     SIZES                       {"smoke": {...}, "full": {...}}: settings per size, with "seeds"
-                                (how many by default) and "minutes" (estimated on 2 cores)
+                                (how many by default) and "minutes" (measured here: 2 workers
+                                on the 2-core machine while other sessions shared it)
     plan(size, seeds, done, out) the sweeps (Parts) to run; `done` holds the rows of the parts
                                 already run, so a later part may use an earlier one's run
                                 folders (under out/sweeps/<part>/)

@@ -37,7 +37,7 @@ RULE = ("Per lr and seed: damping = early_ratio(std 0.02, no warmup) / early_rat
 SIZES = {
     "smoke": {"seeds": 1, "minutes": 0.2, "max_iters": 20, "warmup": 10, "lrs": [1e-2],
               "sharp_every": 20},
-    "full": {"seeds": 3, "minutes": 4, "max_iters": 150, "warmup": 50, "lrs": [3e-3, 1e-2],
+    "full": {"seeds": 3, "minutes": 4.5, "max_iters": 150, "warmup": 50, "lrs": [3e-3, 1e-2],
              "window": 20, "sharp_every": 25},
 }
 MATRICES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")

@@ -32,9 +32,9 @@ RULE = ("gain = mean val acc (pretrained, its best lr) - mean val acc (scratch, 
         "ends above the scratch mean. NOT SUPPORTED if gain < 0.5 points. INCONCLUSIVE otherwise.")
 
 SIZES = {
-    "smoke": {"seeds": 1, "minutes": 0.2, "pre_iters": 15, "ft_iters": 10, "limit": 100,
+    "smoke": {"seeds": 1, "minutes": 0.4, "pre_iters": 15, "ft_iters": 10, "limit": 100,
               "lrs": [2e-3]},
-    "full": {"seeds": 3, "minutes": 3, "pre_iters": 500, "ft_iters": 100, "limit": 300,
+    "full": {"seeds": 3, "minutes": 2.0, "pre_iters": 500, "ft_iters": 100, "limit": 300,
              "lrs": [1e-3, 3e-3]},
 }
 HOLD, FAIL = 0.03, 0.005

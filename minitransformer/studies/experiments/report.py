@@ -106,8 +106,9 @@ def write_report(path, study, meta, out, verdict, rows, figures):
     parts = study.plan(meta["size"], meta["seeds"], _done_from(rows), out)
     lines = [f"# Experiment `{study.NAME}`", "",
              f"**Claim.** {study.CLAIM}", "", f"**Source.** {study.PAPER}", "",
-             f"**Size.** `{meta['size']}` (estimated {study.SIZES[meta['size']]['minutes']} min "
-             f"with 2 workers on 2 idle cores), {len(meta['seeds'])} seed(s) per setting "
+             f"**Size.** `{meta['size']}` (about {study.SIZES[meta['size']]['minutes']} min with 2 "
+             f"workers on this 2-core machine while shared; faster when idle), "
+             f"{len(meta['seeds'])} seed(s) per setting "
              f"({', '.join(map(str, meta['seeds']))}), {len(rows)} runs.", "",
              "## Setup", "", study.DESIGN.strip(), "",
              "| part | settings shared by its runs | grid | seeds |", "|---|---|---|---|"]

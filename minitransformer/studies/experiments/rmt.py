@@ -36,8 +36,8 @@ RULE = ("Per run, KS is compared with 1.95/sqrt(n) (n = eigenvalues of the matri
         "20% of the trained matrices have one outside. INCONCLUSIVE otherwise.")
 
 SIZES = {
-    "smoke": {"seeds": 1, "minutes": 0.2, "max_iters": 20, "n_embd": 32, "inits": ["gpt2"]},
-    "full": {"seeds": 3, "minutes": 3, "max_iters": 600, "n_embd": 64,
+    "smoke": {"seeds": 1, "minutes": 0.1, "max_iters": 20, "n_embd": 32, "inits": ["gpt2"]},
+    "full": {"seeds": 3, "minutes": 4.7, "max_iters": 600, "n_embd": 64,
              "inits": ["gpt2", "xavier_uniform"]},
 }
 KS_CRIT = 1.95

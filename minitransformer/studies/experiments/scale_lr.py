@@ -34,7 +34,7 @@ RULE = ("SUPPORTED if the best lr of the smallest and of the largest scale diffe
 SIZES = {
     "smoke": {"seeds": 1, "minutes": 0.2, "max_iters": 20, "scales": [0.25, 4.0],
               "lrs": [1e-3, 1e-2]},
-    "full": {"seeds": 3, "minutes": 3, "max_iters": 300, "scales": [0.25, 1.0, 4.0],
+    "full": {"seeds": 3, "minutes": 3.2, "max_iters": 300, "scales": [0.25, 1.0, 4.0],
              "lrs": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]},
 }
 STABLE_MARGIN = 0.5

@@ -34,8 +34,8 @@ RULE = ("r = std(init arm) / std(data arm) of the final validation loss; F-test 
         "otherwise (outside [0.5, 2] but not significant with this many seeds).")
 
 SIZES = {
-    "smoke": {"seeds": 2, "minutes": 0.1, "max_iters": 30},
-    "full": {"seeds": 12, "minutes": 2, "max_iters": 500},
+    "smoke": {"seeds": 2, "minutes": 0.3, "max_iters": 30},
+    "full": {"seeds": 12, "minutes": 2.3, "max_iters": 500},
 }
 
 

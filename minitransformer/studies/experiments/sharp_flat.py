@@ -36,7 +36,7 @@ RULE = ("Spearman rank correlation rho between sharpness and gap over every fini
 SIZES = {
     "smoke": {"seeds": 1, "minutes": 0.2, "max_iters": 30, "inits": ["vit", "xavier_uniform"],
               "lrs": [1e-3, 1e-2], "sharp_batch": 32, "sharp_iters": 15},
-    "full": {"seeds": 2, "minutes": 3, "max_iters": 600,
+    "full": {"seeds": 2, "minutes": 2.1, "max_iters": 600,
              "inits": ["vit", "xavier_uniform", "mimetic"], "lrs": [3e-4, 1e-3, 3e-3, 1e-2],
              "sharp_batch": 256, "sharp_iters": 60},
 }

@@ -35,8 +35,8 @@ RULE = ("SUPPORTED if every zeros run ends with unit_spread <= 1e-6, every norma
         "the gpt2 mean. INCONCLUSIVE otherwise (including a control that kept its units equal).")
 
 SIZES = {
-    "smoke": {"seeds": 1, "minutes": 0.1, "max_iters": 30, "lrs": [1e-2]},
-    "full": {"seeds": 3, "minutes": 2, "max_iters": 400, "lrs": [1e-3, 3e-3, 1e-2]},
+    "smoke": {"seeds": 1, "minutes": 0.2, "max_iters": 30, "lrs": [1e-2]},
+    "full": {"seeds": 3, "minutes": 3.0, "max_iters": 400, "lrs": [1e-3, 3e-3, 1e-2]},
 }
 INITS = ["zeros", "normal", "gpt2"]
 IDENTICAL, BROKEN, GAP, NO_GAP = 1e-6, 1e-3, 0.3, 0.1

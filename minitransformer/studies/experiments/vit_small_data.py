@@ -33,9 +33,9 @@ RULE = ("For m in (mimetic, structured), each at its best lr against vit at its 
 
 INITS = ["vit", "mimetic", "structured"]
 SIZES = {
-    "smoke": {"seeds": 1, "minutes": 0.2, "max_iters": 15, "limits": [100, 8000],
+    "smoke": {"seeds": 1, "minutes": 0.4, "max_iters": 15, "limits": [100, 8000],
               "lrs": [3e-3]},
-    "full": {"seeds": 3, "minutes": 4, "max_iters": 300, "limits": [300, 2000, 8000],
+    "full": {"seeds": 3, "minutes": 2.9, "max_iters": 300, "limits": [300, 2000, 8000],
              "lrs": [1e-3, 3e-3]},
 }
 HOLD, FAIL, LOSS_OK, LOSS_BAD = 0.02, 0.005, 0.01, 0.02

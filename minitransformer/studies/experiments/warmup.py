@@ -34,7 +34,7 @@ RULE = ("At each of the two largest learning rates: penalty = final val loss (no
 SIZES = {
     "smoke": {"seeds": 1, "minutes": 0.2, "max_iters": 20, "warmups": [0, 10],
               "lrs": [3e-3, 3e-2]},
-    "full": {"seeds": 3, "minutes": 4, "max_iters": 300, "warmups": [0, 20, 100],
+    "full": {"seeds": 3, "minutes": 5.4, "max_iters": 300, "warmups": [0, 20, 100],
              "lrs": [1e-3, 3e-3, 1e-2, 3e-2]},
 }
 BIG, SMALL = 0.3, 0.1
