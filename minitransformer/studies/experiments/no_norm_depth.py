@@ -34,7 +34,7 @@ FIXES = {"t_fixup": "none", "rezero": "none", "deepnet": "post", "admin": "post"
 BASELINES = ["xavier_uniform", "gpt2"]
 SIZES = {
     "smoke": {"seeds": 1, "minutes": 0.2, "max_iters": 10, "depths": [2], "lrs": [3e-3]},
-    "full": {"seeds": 2, "minutes": 5, "max_iters": 100, "depths": [6, 12, 24],
+    "full": {"seeds": 2, "minutes": 8.1, "max_iters": 100, "depths": [6, 12, 24],
              "lrs": [1e-3, 5e-3]},
 }
 GAIN, NO_GAIN = 0.3, 0.1
