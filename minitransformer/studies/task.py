@@ -21,6 +21,7 @@ import json
 import traceback
 
 from ..errors import MinitransformerError, RunFolderError
+from ..training.build import data_path
 from ..training.config import TrainConfig
 from ..training.loop import run
 from ..training.runfolder import read_json, read_saved_config, run_files
@@ -38,10 +39,19 @@ def _canonical(d):
     return json.loads(json.dumps(d))
 
 
+def _as_recorded(train_dict):
+    """train_dict as training writes it into config.json: a GPT's text path resolved to an
+    absolute one (training/loop.py stores it so, so that a run resumes from any directory)."""
+    d = dict(train_dict)
+    if d.get("model") == "gpt" and d.get("data"):
+        d["data"] = str(data_path(d["data"]).resolve())
+    return d
+
+
 def _check_same_config(run_dir, train_dict):
     """The run folder must hold this run: a folder left by another spec is never resumed."""
     saved = read_saved_config(run_dir)
-    if _canonical(saved.get("train")) != _canonical(train_dict):
+    if _canonical(saved.get("train")) != _canonical(_as_recorded(train_dict)):
         raise RunFolderError(f"{run_dir} holds a run with other settings than this sweep point; "
                              f"move it away and rerun")
 
