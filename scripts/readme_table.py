@@ -87,6 +87,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("pool.py", "the local backend: worker processes with one BLAS and one Numba thread each"),
         ("cluster.py", "the Dask backend: one task per run, retried when a worker dies, results sent back"),
         ("results.py", "results.csv and results.md (mean ± std over seeds, best first)"),
+        ("sweep_plots.py", "a sweep's heatmap over two axes and its loss curves with a band over seeds"),
         ("sweep.py", "sweep(spec, out_dir): checks, sweep.json, the backends, progress, resume"),
         ("lottery.py", "lottery tickets: iterative magnitude pruning with rewinding and its controls"),
         ("lottery_report.py", "the lottery's verdict rule, report.md and its figures"),

@@ -70,7 +70,7 @@ def test_grid_rows_statuses_and_folders_vit(two_workers):
     assert len(results(out)) == 4
 
 
-def test_statuses_diverged_and_failed_are_rows_gpt(tmp_path):
+def test_statuses_diverged_and_failed_are_rows_gpt(tmp_path, capsys):
     """A tiny GPT: one setting diverges (a result), one fails late (init_from a missing folder:
     a row with its one-line error), and the sweep goes on."""
     base = dict(max_iters=8, n_layer=1, n_embd=16, n_head=2, block_size=16, batch_size=4,
@@ -90,6 +90,16 @@ def test_statuses_diverged_and_failed_are_rows_gpt(tmp_path):
     table = (tmp_path / "s" / "results.md").read_text()
     assert "Failed runs:" in table and "1 completed, 1 diverged, 2 failed" in table
     assert table.index("| 0.001 | none |") < table.index("| 10.0 | none |")   # best first
+    # plot DIR on a sweep folder: a heatmap over two axes and the curves, or one-line errors
+    code, err = _cli(capsys, "plot", str(tmp_path / "s"), "--x", "lr", "--y", "init-from")
+    assert code == 0, err
+    for name in ("sweep_heatmap.png", "sweep_curves.png"):
+        assert (tmp_path / "s" / "plots" / name).stat().st_size > 10_000
+    for args, words in ((["--x", "colour"], ["--x colour", "not an axis", "lr, init_from"]),
+                        (["--x", "lr", "--y", "lr"], ["both lr"]),
+                        (["--metric", "val_acc"], ["no accuracy"])):
+        code, err = _cli(capsys, "plot", str(tmp_path / "s"), *args)
+        _assert_one_line(code, err, words)
 
 
 def test_one_worker_equals_two_workers_and_rerun_redoes_nothing(two_workers, tmp_path):

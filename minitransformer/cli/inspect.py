@@ -254,10 +254,22 @@ def instability_cmd(run_dir, from_steps, points, same_order, plot_path, as_json)
               help="ViT: validation image for the attention maps.")
 @click.option("--landscape/--no-landscape", default=False,
               help="Also the loss landscape (interpolation and a 1-D slice; a few seconds).")
-def plot(runs, out, prompt, image_index, landscape):
-    """Draw the pictures of one or more runs (docs/inspection.md)."""
-    from ..analysis.plots import plot_runs
-    for path in plot_runs(runs, out, prompt, image_index, landscape):
+@click.option("--x", "x", default=None, help="Sweep folder: the heatmap's x axis (a grid axis).")
+@click.option("--y", "y", default=None, help="Sweep folder: the heatmap's y axis.")
+@click.option("--metric", default="final_val_loss", show_default=True,
+              help="Sweep folder: final_val_loss | best_val_loss | val_acc.")
+def plot(runs, out, prompt, image_index, landscape, x, y, metric):
+    """Draw the pictures of one or more runs, or of a sweep folder (a heatmap over two axes and
+    loss curves per setting; docs/sweeps.md) (docs/inspection.md)."""
+    from ..studies.sweep_plots import is_sweep, plot_sweep
+    if len(runs) == 1 and is_sweep(runs[0]):
+        paths = plot_sweep(runs[0], out, x, y, metric)
+    elif x or y or metric != "final_val_loss":
+        raise ConfigError("--x, --y and --metric are for a sweep folder (one with sweep.json)")
+    else:
+        from ..analysis.plots import plot_runs
+        paths = plot_runs(runs, out, prompt, image_index, landscape)
+    for path in paths:
         click.echo(str(path))
 
 

@@ -7,5 +7,6 @@ Sweeps:
     cluster.py  the Dask backend: one task per run on an existing cluster
     results.py  results.csv and results.md (grouped over seeds)
     sweep.py    sweep(spec, out_dir): the engine that ties them together
+    sweep_plots.py  `plot DIR` of a sweep: heatmap over two axes, loss curves with a band
 Lottery tickets: lottery.py, lottery_report.py, instability.py.
 """
