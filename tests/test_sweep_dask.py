@@ -21,7 +21,7 @@ from test_sweep import SPEC, results, run_files   # noqa: E402  the grid and its
 @pytest.fixture(scope="module")
 def local_cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                   worker_dashboard_address=None) as lc:
         with distributed.Client(lc, set_as_default=False) as client:
             yield lc, client
