@@ -69,7 +69,7 @@ def main():
         else:
             t0 = time.perf_counter()
             with distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
-                                          host="127.0.0.1", dashboard_address=None) as lc:
+                                          host="127.0.0.1", dashboard_address="127.0.0.1:0") as lc:
                 start = time.perf_counter() - t0
                 wall, losses = timed_sweep(sp, tmp / "dask", scheduler=lc.scheduler_address)
                 results[f"Dask LocalCluster, {w} workers"] = (wall, losses, w)
