@@ -164,3 +164,18 @@ def test_verdicts_are_valid_and_numbers_finite_or_marked(smoke):
         text = json.dumps(doc)                     # inf is written as "inf", never as Infinity
         assert "Infinity" not in text and "NaN" not in text
         assert not any(isinstance(v, float) and not math.isfinite(v) for v in doc.values())
+
+
+def test_sweep_reruns_runs_recorded_by_older_code(tmp_path):
+    """A finished run whose config.json predates a TrainConfig field, or holds the text path as
+    given rather than resolved, is the same sweep point (the full experiments of docs/ were run
+    so); another lr is not."""
+    from minitransformer.errors import RunFolderError
+    from minitransformer.studies.task import _check_same_config
+    from minitransformer.training.config import TrainConfig
+    cfg = TrainConfig.for_model(max_iters=5, lr=1e-3).to_dict()
+    old = {k: v for k, v in cfg.items() if k != "classes"}        # a field it did not have
+    (tmp_path / "config.json").write_text(json.dumps({"train": old, "model": {}}))
+    _check_same_config(tmp_path, cfg)
+    with pytest.raises(RunFolderError, match="other settings"):
+        _check_same_config(tmp_path, dict(cfg, lr=2e-3))

@@ -40,9 +40,14 @@ def _canonical(d):
 
 
 def _as_recorded(train_dict):
-    """train_dict as training writes it into config.json: a GPT's text path resolved to an
-    absolute one (training/loop.py stores it so, so that a run resumes from any directory)."""
-    d = dict(train_dict)
+    """train_dict with every field (a run made before a field existed has its default) and a
+    GPT's text path resolved to an absolute one, as training/loop.py stores it (so that a run
+    resumes from any directory); runs made before it did that hold the path as given, so both
+    sides of the comparison go through this."""
+    try:
+        d = TrainConfig.from_dict(dict(train_dict)).to_dict()
+    except (MinitransformerError, TypeError):          # a newer or damaged config: not this run
+        return dict(train_dict)
     if d.get("model") == "gpt" and d.get("data"):
         d["data"] = str(data_path(d["data"]).resolve())
     return d
@@ -51,7 +56,8 @@ def _as_recorded(train_dict):
 def _check_same_config(run_dir, train_dict):
     """The run folder must hold this run: a folder left by another spec is never resumed."""
     saved = read_saved_config(run_dir)
-    if _canonical(saved.get("train")) != _canonical(_as_recorded(train_dict)):
+    if _canonical(_as_recorded(saved.get("train") or {})) != \
+            _canonical(_as_recorded(train_dict)):
         raise RunFolderError(f"{run_dir} holds a run with other settings than this sweep point; "
                              f"move it away and rerun")
 
