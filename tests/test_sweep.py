@@ -144,6 +144,29 @@ def test_kill_9_mid_sweep_then_rerun_equals_uninterrupted(two_workers, tmp_path)
     assert run_files(out) == run_files(ref)
 
 
+def test_progress_line_on_a_terminal():
+    """done / running / failed / waiting and an ETA once a run has finished, in place on a TTY;
+    nothing when the stream is not a terminal."""
+    import io
+    from minitransformer.studies.sweep import SweepProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    term = Terminal()
+    show = SweepProgress(True, total=6, parallel=2, stream=term)
+    show.draw(done=0, failed=0, running=2, force=True)
+    assert term.getvalue().endswith("0/6 done (0 failed), 2 running, 4 waiting, ETA ?")
+    show.t0 -= 10.0                                 # 10 s in, 2 runs finished on 2 workers:
+    show.finished_here = 2                          # 10 s a run; 4 left, 2 of them half done:
+    show.draw(done=2, failed=1, running=2, force=True)   # 3 runs' work on 2 workers = 15 s
+    line = term.getvalue().split("\r\033[K")[-1]
+    assert line == "sweep: 2/6 done (1 failed), 2 running, 2 waiting, ETA 0:00:15", line
+    plain = io.StringIO()
+    SweepProgress(True, total=6, parallel=2, stream=plain).draw(0, 0, 0, force=True)
+    assert plain.getvalue() == ""
+
+
 T = ["--model", "vit", "--data", "digits", "--max-iters", "5", "--n-layer", "1", "--batch-size",
      "8", "--patch-size", "4", "--warmup-iters", "0"]
 

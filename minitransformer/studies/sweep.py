@@ -214,6 +214,7 @@ def _run_all(spec, runs, out, backend, progress, parallel):
             if show.enabled:               # asking a Dask scheduler costs a round trip
                 show.draw(len(rows), _failed(rows), backend.running)
             for name, result in backend.results(timeout=0.2):
+                show.finished_here += 1            # the ETA's pace: runs finished in this call
                 record(name, result)
                 write_results(out, _ordered(rows, order), axes, len(runs))
         show.draw(len(rows), _failed(rows), 0, force=True)
