@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from minitransformer.analysis import plots, plots_model  # noqa: E402
 from minitransformer.analysis.replay import record_run  # noqa: E402
 from minitransformer.measure import telemetry  # noqa: E402
-from minitransformer.measure.coordcheck import coordcheck  # noqa: E402
+from minitransformer.analysis.coordcheck import coordcheck  # noqa: E402
 from minitransformer.measure.landscape import inspect_landscape  # noqa: E402
 from minitransformer.analysis.snapshot import load_snapshot  # noqa: E402
 from minitransformer.training.config import TrainConfig  # noqa: E402

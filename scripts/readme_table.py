@@ -48,7 +48,6 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("spectra.py", "singular values against Marchenko-Pastur"),
         ("sharpness.py", "top Hessian eigenvalue by power iteration on Hessian-vector products"),
         ("landscape.py", "loss along interpolations and filter-normalized directions"),
-        ("coordcheck.py", "activation size against width (muP's coordinate check)"),
     ]),
     ("training", "runs: settings, data, the loop, the run folder", [
         ("config.py", "TrainConfig: every setting, its default and its check; the ViT defaults; the seeds"),
@@ -71,6 +70,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("snapshot.py", "a run folder, checkpoint or fresh model as one object for the instruments"),
         ("sample.py", "text generation from a trained GPT's run folder"),
         ("replay.py", "replay a run folder bit for bit to record its telemetry and sharpness"),
+        ("coordcheck.py", "activation size against width after a few training steps (muP's coordinate check)"),
         ("inspect_grad.py", "one gradient element: backprop, float64 central difference, Adam state"),
         ("figure.py", "what every figure shares: matplotlib on demand, the healthy line, saving"),
         ("plots.py", "the pictures of run folders: loss, lr, telemetry, activations, sharpness; plot_runs"),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minitransformer import init as _init
-from minitransformer.measure.coordcheck import coordcheck, slope, format_result, model_configs
+from minitransformer.analysis.coordcheck import coordcheck, slope, format_result, model_configs
 
 WIDTHS = (16, 32, 64)
 

@@ -9,7 +9,8 @@ import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer import init as I
-from minitransformer.init.audit import audit, format_audit, coord_check
+from minitransformer.init.audit import audit, format_audit
+from minitransformer.analysis.coordcheck import coord_check
 from minitransformer.init import rules as R
 from minitransformer.init.build import check_config
 from minitransformer.init.schemes_deep import admin_omega

@@ -9,7 +9,7 @@ import pytest
 
 from minitransformer import GPTConfig, build_model
 from minitransformer.analysis.bench import model_flops
-from minitransformer.measure.coordcheck import coordcheck, slope
+from minitransformer.analysis.coordcheck import coordcheck, slope
 from minitransformer.training.config import TrainConfig
 from minitransformer.training.loop import run
 

@@ -99,7 +99,7 @@ def test_landscape_figure(runs, figures, tmp_path):
 
 
 def test_coordcheck_figure(figures, tmp_path):
-    from minitransformer.measure.coordcheck import coordcheck
+    from minitransformer.analysis.coordcheck import coordcheck
     res = [coordcheck("gpt", i, (16, 32), steps=1, n_layer=1) for i in ("gpt2", "mup")]
     plots_model.plot_coordcheck(res, tmp_path / "cc.png")
     _check(figures[0])

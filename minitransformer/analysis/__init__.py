@@ -1,2 +1,2 @@
-"""Whatever reads run folders to show them: snapshots, sampling, inspection, plots, Hugging Face
-import and export, benchmarks."""
+"""Whatever reads run folders to show them: snapshots, sampling, inspection, the coordinate
+check, plots, Hugging Face import and export, benchmarks."""

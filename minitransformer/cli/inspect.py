@@ -168,7 +168,7 @@ def _format_landscape(r):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def coordcheck_cmd(init, model, widths, steps, n_layer, n_head, lr, batch_size, seed, as_json):
     """Mean |activation| per module vs width over a few AdamW steps (flat is good)."""
-    from ..measure.coordcheck import coordcheck, format_result
+    from ..analysis.coordcheck import coordcheck, format_result
     try:
         ws = [int(w) for w in widths.split(",") if w.strip()]
     except ValueError:

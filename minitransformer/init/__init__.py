@@ -11,7 +11,7 @@ The modules, in reading order:
   schemes_deep.py       t_fixup, rezero, deepnet, admin, mup
   schemes_attention.py  mimetic, structured
   build.py              build_model (config + scheme -> model)
-  audit.py              promised against measured std; the scheme listing; the coordinate check
+  audit.py              promised against measured std; the scheme listing
 
 Draws are made in float64 from the explicit generator and cast afterwards, so a seed gives the
 same model in float32 and float64. Call `prepare_config` before building a model with a scheme

@@ -16,8 +16,7 @@ matrices and norm-constrained fits have an exact rms, and constants must be exac
 tolerance is only float32 rounding. Truncation is part of the promise: a normal cut at +-a has
 the std of the truncated distribution (init.Rule.promised_std).
 
-`coord_check` is μP's coordinate check: mean |activation| per module at a few widths, at init
-and after a few Adam steps; flat curves mean the activations do not grow with width.
+μP's coordinate check, which trains a few steps, lives in analysis/coordcheck.py.
 """
 import math
 from typing import NamedTuple
@@ -25,12 +24,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import init as _init
-from ..engine.gradcheck import random_batch
 from ..engine.kinds import kind_named, kind_of
 from ..engine.names import fans, role
-from ..engine.optim import AdamW
 from ..errors import ConfigError
-from .build import build_model
 
 Z_TOL = 4.0          # flag beyond 4 standard errors: ~6e-5 false alarms per tensor
 EXACT_TOL = 1e-5     # relative, for rules whose rms is exact (float32 rounding is ~6e-8)
@@ -144,36 +140,6 @@ def format_audit(rows, title=None):
                  + (f" ({len(rows) - checked} fitted tensor(s) without a std promise)"
                     if checked < len(rows) else ""))
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Coordinate check (Yang et al. 2022, Tensor Programs V, section 5 / the mup package).
-
-def coord_check(cfgs, init, steps=3, lr=1e-2, seed=0, batch=4, opts=None):
-    """For each config (the same model at different widths): mean |x| of the embedding output,
-    every block's output and the logits, at init (step 0) and after each of `steps` AdamW steps
-    (weight decay 0, μP's LR multipliers when the scheme has them) on one fixed random batch.
-    Returns {n_embd: {step: {module: mean |x|}}}. Under μP every curve is flat in width; under
-    the standard parametrization the logits (and, after updates, the blocks) grow with width."""
-    opts = opts or _init.InitOptions()
-    out = {}
-    for cfg in cfgs:
-        cfg, _ = _init.prepare_config(cfg, init, (), opts)
-        model = build_model(cfg, init=init, seed=seed, dtype="float64", **vars(opts))
-        x, y = random_batch(cfg, batch, np.random.default_rng(seed + 1))   # same at every width
-        opt = AdamW(model.params, lr=lr, weight_decay=0.0,
-                    lr_mult=_init.lr_multipliers(cfg, init, model.params, opts))
-        curves = {}
-        for step in range(steps + 1):
-            logits, trace = model.forward(x, trace=True)
-            curves[step] = {k: float(np.mean(np.abs(v))) for k, v in trace.items()
-                            if k == "embed.out" or k.endswith(".out")}
-            curves[step]["logits"] = float(np.mean(np.abs(logits)))
-            if step < steps:
-                _, grads = model.loss_and_grads(x, y)
-                opt.step(model.params, grads)
-        out[cfg.n_embd] = curves
-    return out
 
 
 # --------------------------------------------------------------------------------------------

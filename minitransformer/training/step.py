@@ -3,8 +3,9 @@
     result = train_step(model, opt, x, y, lr, grad_clip)
     result.loss, result.grad_norm, result.updated
 
-The training loop, the telemetry replay, the speed benchmark and the docs figures script all
-call this function, so that what they measure is what training does. In order:
+The training loop, the telemetry replay, the speed benchmark, the coordinate check
+(analysis/coordcheck.py) and the docs figures script all call this function, so that what they
+measure is what training does. In order:
 
     1. loss, grads = model.loss_and_grads(x, y)        (forward + backward; `trace` collects the
                                                          forward's activations for telemetry)

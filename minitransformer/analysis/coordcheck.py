@@ -3,10 +3,10 @@
     res = coordcheck("gpt", "mup", widths=(32, 64, 128), steps=3)
     res["slopes"]["logits"]     # d log mean|x| / d log width after the last step; 0 = flat
 
-The measurement is audit.coord_check (the init module's): the same model at several widths, one
-fixed random batch, `steps` AdamW steps (weight decay 0, the scheme's LR multipliers, μP's base
-width = the smallest width), and mean |x| of embed.out, every block's output and the logits at
-init and after each step (Yang et al. 2022, Tensor Programs V, section 5). This module adds
+The measurement is coord_check: the same model at several widths, one fixed random batch,
+`steps` AdamW steps (weight decay 0, the scheme's LR multipliers, μP's base width = the smallest
+width; each step is training/step.py's train_step without clipping, the step training makes),
+and mean |x| of embed.out, every block's output and the logits at init and after each step (Yang et al. 2022, Tensor Programs V, section 5). This module adds
 the verdict: for each module and step the slope of log mean|x| against log width. A slope near
 0 (flat curves) is what a width-independent parametrization gives; the standard
 parametrization with Adam gives logits (and, after updates, block outputs) growing about
@@ -19,10 +19,14 @@ which vanishes harmlessly as the updates take over.
 
 import numpy as np
 
+from .. import init as _init
+from ..engine.gradcheck import random_batch
 from ..engine.kinds import kind_named
-from ..init import InitOptions, check_scheme
-from ..init.audit import coord_check
+from ..engine.optim import AdamW
 from ..errors import ConfigError
+from ..init import InitOptions, check_scheme
+from ..init.build import build_model
+from ..training.step import train_step
 
 FLAT = 0.25          # slope below which a curve does not grow (width x4 changes it < 1.4x)
 
@@ -31,6 +35,36 @@ def slope(widths, values):
     """Least-squares slope of log(values) against log(widths)."""
     lw, lv = np.log(np.asarray(widths, float)), np.log(np.asarray(values, float))
     return float(np.polyfit(lw, lv, 1)[0])
+
+
+def coord_check(cfgs, init, steps=3, lr=1e-2, seed=0, batch=4, opts=None):
+    """For each config (the same model at different widths): mean |x| of the embedding output,
+    every block's output and the logits, at init (step 0) and after each of `steps` AdamW steps
+    (weight decay 0, no clipping, μP's LR multipliers when the scheme has them) on one fixed
+    random batch (Yang et al. 2022, Tensor Programs V, section 5 / the mup package).
+    Returns {n_embd: {step: {module: mean |x|}}}. Under μP every curve is flat in width; under
+    the standard parametrization the logits (and, after updates, the blocks) grow with width."""
+    opts = opts or InitOptions()
+    out = {}
+    for cfg in cfgs:
+        cfg, _ = _init.prepare_config(cfg, init, (), opts)
+        model = build_model(cfg, init=init, seed=seed, dtype="float64", **vars(opts))
+        x, y = random_batch(cfg, batch, np.random.default_rng(seed + 1))   # same at every width
+        opt = AdamW(model.params, lr=lr, weight_decay=0.0,
+                    lr_mult=_init.lr_multipliers(cfg, init, model.params, opts))
+        curves = {}
+        for step in range(steps + 1):
+            logits, trace = model.forward(x, trace=True)
+            curves[step] = {k: float(np.mean(np.abs(v))) for k, v in trace.items()
+                            if k == "embed.out" or k.endswith(".out")}
+            curves[step]["logits"] = float(np.mean(np.abs(logits)))
+            if step < steps:
+                result = train_step(model, opt, x, y, lr, grad_clip=0.0)
+                if not result.updated:      # refused: a blown-up width has no curve to show
+                    raise ConfigError(f"lr {lr:g} diverges at width {cfg.n_embd}, step {step} "
+                                      f"({result.reason}); choose a smaller --lr")
+        out[cfg.n_embd] = curves
+    return out
 
 
 def model_configs(model, widths, n_layer=2, n_head=4):
