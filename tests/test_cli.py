@@ -26,17 +26,6 @@ DESIGN_OPTIONS = ("--model --data --out --resume --seed --dtype --init --init-sc
                   "--allow-data-change").split()
 
 
-def cli(capsys, *args):
-    """Run the CLI in-process: (exit status, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_one_line_error(code, err, *words):
     assert code == 2, err
     assert "Traceback" not in err
@@ -85,11 +74,11 @@ def _files(tmp_path):
     (["--resume", "{d}/no_such_run"], ["run folder not found"]),
     (["--resume", "{d}/a_file"], ["a_file"]),
 ])
-def test_bad_input_is_one_line(tmp_path, capsys, args, words):
+def test_bad_input_is_one_line(tmp_path, run_cli, args, words):
     d = _files(tmp_path)
     args = [a.format(d=d) for a in args]
     shape = [] if args[0] == "--resume" else TINY             # --resume takes no other options
-    code, _, err = cli(capsys, "train", *shape, *args, "--quiet")
+    code, _, err = run_cli("train", *shape, *args, "--quiet")
     assert_one_line_error(code, err, *words)
     assert (d / "a_file").read_text() == "not a folder"       # nothing overwritten
 
@@ -100,7 +89,7 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, words):
     ("pickle", ["pickle"]),
     ("object-array", ["pickled objects"]),
 ])
-def test_bad_checkpoint_is_one_line_and_loses_nothing(run_dir, tmp_path, capsys, content, words):
+def test_bad_checkpoint_is_one_line_and_loses_nothing(run_dir, tmp_path, run_cli, content, words):
     import shutil
     bad = tmp_path / "bad"
     shutil.copytree(run_dir, bad)
@@ -114,21 +103,21 @@ def test_bad_checkpoint_is_one_line_and_loses_nothing(run_dir, tmp_path, capsys,
     else:
         ckpt.write_bytes(content)
     metrics = (bad / "metrics.jsonl").read_bytes()
-    code, _, err = cli(capsys, "train", "--resume", str(bad))
+    code, _, err = run_cli("train", "--resume", str(bad))
     assert_one_line_error(code, err, "checkpoint.npz", *words)
     assert (bad / "metrics.jsonl").read_bytes() == metrics   # nothing truncated
-    code, _, err = cli(capsys, "sample", str(bad))
+    code, _, err = run_cli("sample", str(bad))
     assert_one_line_error(code, err, *words)
 
 
-def test_resume_refuses_other_options(run_dir, capsys):
-    code, _, err = cli(capsys, "train", "--resume", str(run_dir), "--lr", "0.1")
+def test_resume_refuses_other_options(run_dir, run_cli):
+    code, _, err = run_cli("train", "--resume", str(run_dir), "--lr", "0.1")
     assert_one_line_error(code, err, "--resume", "--lr")
 
 
-def test_existing_run_is_not_overwritten(run_dir, capsys):
+def test_existing_run_is_not_overwritten(run_dir, run_cli):
     before = (run_dir / "metrics.jsonl").read_bytes()
-    code, _, err = cli(capsys, "train", *TINY, "--out", str(run_dir))
+    code, _, err = run_cli("train", *TINY, "--out", str(run_dir))
     assert_one_line_error(code, err, "already holds a run")
     assert (run_dir / "metrics.jsonl").read_bytes() == before
 
@@ -144,8 +133,8 @@ def test_real_script_in_subprocess(tmp_path):
 
 # ------------------------------------------------------------------------------ options
 
-def test_help_lists_design_options(capsys):
-    code, out, _ = cli(capsys, "train", "--help")
+def test_help_lists_design_options(run_cli):
+    code, out, _ = run_cli("train", "--help")
     assert code == 0
     for opt in DESIGN_OPTIONS:
         assert opt in out, opt
@@ -163,35 +152,35 @@ def test_options_map_to_config_and_explicit_is_recorded(run_dir):
                                   "checkpoint_interval"}
 
 
-def test_train_prints_progress_and_sample(tmp_path, capsys):
-    code, out, err = cli(capsys, "train", *TINY, "--max-iters", "12", "--out",
-                         str(tmp_path / "r"))
+def test_train_prints_progress_and_sample(tmp_path, run_cli):
+    code, out, err = run_cli("train", *TINY, "--max-iters", "12", "--out",
+                             str(tmp_path / "r"))
     assert code == 0
     assert "step 0: train loss" in err and "ms/iter" in err and "ETA" in err
     assert "done: val loss" in err
     assert len(out) >= 200                                          # the sample, on stdout
 
 
-def test_divergence_exits_nonzero(tmp_path, capsys):
-    code, _, err = cli(capsys, "train", *TINY, "--lr", "50", "--warmup-iters", "0", "--out",
-                       str(tmp_path / "d"), "--quiet")
+def test_divergence_exits_nonzero(tmp_path, run_cli):
+    code, _, err = run_cli("train", *TINY, "--lr", "50", "--warmup-iters", "0", "--out",
+                           str(tmp_path / "d"), "--quiet")
     assert code == 1
     assert "Traceback" not in err and "diverged at step" in err
     assert json.loads((tmp_path / "d" / "summary.json").read_text())["status"] == "diverged"
 
 
-def test_sample_command(run_dir, capsys):
-    code, out, _ = cli(capsys, "sample", str(run_dir), "--prompt", "ROMEO:",
-                       "--max-new-tokens", "30", "--seed", "1")
+def test_sample_command(run_dir, run_cli):
+    code, out, _ = run_cli("sample", str(run_dir), "--prompt", "ROMEO:",
+                           "--max-new-tokens", "30", "--seed", "1")
     assert code == 0 and out.startswith("ROMEO:") and len(out.rstrip("\n")) >= 36
-    code, _, err = cli(capsys, "sample", str(run_dir), "--prompt", "naïve")
+    code, _, err = run_cli("sample", str(run_dir), "--prompt", "naïve")
     assert_one_line_error(code, err, "'ï'")
 
 
-def test_bench_json(capsys):
-    code, out, _ = cli(capsys, "bench", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
-                       "--block-size", "16", "--batch-size", "4", "--iters", "3", "--warmup", "1",
-                       "--json")
+def test_bench_json(run_cli):
+    code, out, _ = run_cli("bench", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
+                           "--block-size", "16", "--batch-size", "4", "--iters", "3",
+                           "--warmup", "1", "--json")
     assert code == 0
     r = json.loads(out)
     for key in ("ms_median", "ms_mean", "tokens_per_s", "gflops", "gemm_peak_gflops",

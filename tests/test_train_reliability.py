@@ -42,17 +42,6 @@ def tiny(**kw):
     return TrainConfig.for_model(**dict(TINY, **kw))
 
 
-def cli(capsys, *args):
-    """cli.main in-process: (exit status, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def one_line_error(code, err, *words):
     assert code == 2, err
     lines = err.strip().splitlines()
@@ -119,7 +108,7 @@ def copy_of(src, tmp_path, name="copy"):
 
 # ------------------------------------------------------------------------------ 1 concurrency
 
-def test_concurrent_writers_one_wins_the_rest_name_it(tmp_path, capsys):
+def test_concurrent_writers_one_wins_the_rest_name_it(tmp_path, run_cli):
     """Three `train` processes on one --out at the same moment: one trains, the other two get
     one line naming its PID; --resume and a new run on the live folder too; kill -9 frees it."""
     out = tmp_path / "race"
@@ -140,9 +129,9 @@ def test_concurrent_writers_one_wins_the_rest_name_it(tmp_path, capsys):
                 assert err.strip().splitlines() == [err.strip()] and \
                     f"in use by process {winner.pid}" in err, err
         wait_for_step(out, 60, winner)
-        code, _, err = cli(capsys, "train", "--resume", out)
+        code, _, err = run_cli("train", "--resume", out)
         one_line_error(code, err, f"in use by process {winner.pid}")
-        code, _, err = cli(capsys, "train", *TINY_ARGS, "--max-iters", "5", "--out", out)
+        code, _, err = run_cli("train", *TINY_ARGS, "--max-iters", "5", "--out", out)
         one_line_error(code, err, f"in use by process {winner.pid}")
         with pytest.raises(RunFolderError, match=f"process {winner.pid}"):
             lock_folder(out)                                   # the library call, in-process
@@ -170,13 +159,13 @@ DAMAGE = [b'{"step": 3, "loss": 4.1', b"\xff\xfe binary \x00", b"[1, 2, 3]", b'{
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=["cut-json", "binary", "array", "no-step",
                                                 "string-step", "empty-line"])
-def test_damaged_line_before_the_checkpoint_refuses_resume(interrupted, tmp_path, capsys, damage):
+def test_damaged_line_before_the_checkpoint_refuses_resume(interrupted, tmp_path, run_cli, damage):
     out = copy_of(interrupted, tmp_path)
     lines = (out / "metrics.jsonl").read_bytes().split(b"\n")
     lines[2] = damage                                          # line 3 (step 3), before step 15
     (out / "metrics.jsonl").write_bytes(b"\n".join(lines))
     before = snapshot_files(out)
-    code, _, err = cli(capsys, "train", "--resume", out)
+    code, _, err = run_cli("train", "--resume", out)
     one_line_error(code, err, "metrics.jsonl line 3", "damaged", "step 15")
     after = snapshot_files(out)
     assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
@@ -207,79 +196,79 @@ def test_damage_after_the_checkpoint_and_a_cut_last_line_are_dropped(interrupted
 
 # ------------------------------------------------------------------------------ 3 changed inputs
 
-def _text_run(tmp_path, capsys, text="abcdefgh\nijklmnop\n" * 400):
+def _text_run(tmp_path, run_cli, text="abcdefgh\nijklmnop\n" * 400):
     data = tmp_path / "text.txt"
     data.write_text(text)
     out = tmp_path / "textrun"
-    code, _, err = cli(capsys, "train", *TINY_ARGS, "--data", data, "--max-iters", "8",
-                       "--eval-interval", "0", "--checkpoint-interval", "4", "--out", out)
+    code, _, err = run_cli("train", *TINY_ARGS, "--data", data, "--max-iters", "8",
+                           "--eval-interval", "0", "--checkpoint-interval", "4", "--out", out)
     assert code == 0, err
     (out / "summary.json").unlink()                            # as if stopped before the end
     return data, out
 
 
-def test_changed_data_refuses_resume_unless_allowed(tmp_path, capsys):
-    data, out = _text_run(tmp_path, capsys)
+def test_changed_data_refuses_resume_unless_allowed(tmp_path, run_cli):
+    data, out = _text_run(tmp_path, run_cli)
     data.write_text("ijklmnop\nabcdefgh\n" * 400)              # same characters, other text
     before = snapshot_files(out)
-    code, _, err = cli(capsys, "train", "--resume", out)
+    code, _, err = run_cli("train", "--resume", out)
     one_line_error(code, err, str(data.resolve()), "has changed", "--allow-data-change")
     assert snapshot_files(out) == before
-    code, _, err = cli(capsys, "train", "--resume", out, "--allow-data-change")
+    code, _, err = run_cli("train", "--resume", out, "--allow-data-change")
     assert code == 0 and "warning:" in err, err
     saved = json.loads((out / "config.json").read_text())
     assert saved["data_changes"][0]["at_step"] == 8          # the checkpoint it went on from
     assert saved["data_changes"][0]["before"]["sha256"] != saved["data_hash"]["sha256"]
     data.write_text("xyz\n" * 400)                             # new characters: never
     (out / "summary.json").unlink()
-    code, _, err = cli(capsys, "train", "--resume", out, "--allow-data-change")
+    code, _, err = run_cli("train", "--resume", out, "--allow-data-change")
     one_line_error(code, err, "vocabulary differs")
     data.unlink()
-    code, _, err = cli(capsys, "train", "--resume", out)
+    code, _, err = run_cli("train", "--resume", out)
     one_line_error(code, err, "not found", "text.txt")
 
 
-def test_relative_data_is_stored_resolved_and_resumes_from_elsewhere(tmp_path, capsys,
+def test_relative_data_is_stored_resolved_and_resumes_from_elsewhere(tmp_path, run_cli,
                                                                     monkeypatch):
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
     home.mkdir()
     elsewhere.mkdir()
     (home / "t.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 100)
     monkeypatch.chdir(home)
-    code, _, err = cli(capsys, "train", *TINY_ARGS, "--data", "t.txt", "--max-iters", "6",
-                       "--eval-interval", "0", "--checkpoint-interval", "3", "--out", "r")
+    code, _, err = run_cli("train", *TINY_ARGS, "--data", "t.txt", "--max-iters", "6",
+                           "--eval-interval", "0", "--checkpoint-interval", "3", "--out", "r")
     assert code == 0, err
     saved = json.loads((home / "r" / "config.json").read_text())
     assert saved["train"]["data"] == str(home / "t.txt")
     (home / "r" / "summary.json").unlink()
     monkeypatch.chdir(elsewhere)
-    code, _, err = cli(capsys, "train", "--resume", home / "r")
+    code, _, err = run_cli("train", "--resume", home / "r")
     assert code == 0, err
 
 
 # ------------------------------------------------------------------------------ 4 finished runs
 
-def test_finished_run_is_never_changed_by_resume(full, tmp_path, capsys):
+def test_finished_run_is_never_changed_by_resume(full, tmp_path, run_cli):
     out = copy_of(full[0], tmp_path)
     before = snapshot_files(out)
-    code, _, err = cli(capsys, "train", "--resume", out)
+    code, _, err = run_cli("train", "--resume", out)
     assert code == 0 and "is complete" in err and "nothing to do" in err
     assert snapshot_files(out) == before                       # bytes and modification times
-    code, _, err = cli(capsys, "train", "--resume", out, "--max-iters", "60")
+    code, _, err = run_cli("train", "--resume", out, "--max-iters", "60")
     one_line_error(code, err, "--max-iters", "--extend")
-    code, _, err = cli(capsys, "train", "--resume", out, "--extend")
+    code, _, err = run_cli("train", "--resume", out, "--extend")
     one_line_error(code, err, "--extend needs --max-iters")
-    code, _, err = cli(capsys, "train", "--resume", out, "--extend", "--max-iters", "40")
+    code, _, err = run_cli("train", "--resume", out, "--extend", "--max-iters", "40")
     one_line_error(code, err, "must be larger than the run's max_iters (40)")
-    code, _, err = cli(capsys, "train", *TINY_ARGS, "--extend", "--out", tmp_path / "x")
+    code, _, err = run_cli("train", *TINY_ARGS, "--extend", "--out", tmp_path / "x")
     one_line_error(code, err, "--extend only applies with --resume")
     assert snapshot_files(out) == before
 
 
-def test_extend_trains_on_with_the_same_early_learning_rates(full, tmp_path, capsys):
+def test_extend_trains_on_with_the_same_early_learning_rates(full, tmp_path, run_cli):
     ref, ref_summary = full
     out = copy_of(ref, tmp_path)
-    code, _, err = cli(capsys, "train", "--resume", out, "--extend", "--max-iters", "46")
+    code, _, err = run_cli("train", "--resume", out, "--extend", "--max-iters", "46")
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["step"] == 46 and summary["max_iters"] == 46
@@ -294,17 +283,17 @@ def test_extend_trains_on_with_the_same_early_learning_rates(full, tmp_path, cap
                if b'"lr"' in line)                            # then min_lr
 
 
-def test_diverged_run_is_left_alone(tmp_path, capsys):
+def test_diverged_run_is_left_alone(tmp_path, run_cli):
     out = tmp_path / "div"
     assert run(tiny(lr=50.0, warmup_iters=0), out, progress=False)["status"] == "diverged"
     before = snapshot_files(out)
-    code, _, err = cli(capsys, "train", "--resume", out)
+    code, _, err = run_cli("train", "--resume", out)
     assert code == 1 and "diverged at step" in err and "nothing to resume" in err
-    code, _, err = cli(capsys, "train", "--resume", out, "--extend", "--max-iters", "80")
+    code, _, err = run_cli("train", "--resume", out, "--extend", "--max-iters", "80")
     one_line_error(code, err, "cannot be extended")
     assert snapshot_files(out) == before
     # class 11: a run that diverged before its first checkpoint interval can be inspected
-    code, outp, err = cli(capsys, "inspect", "spectra", out, "--json")
+    code, outp, err = run_cli("inspect", "spectra", out, "--json")
     assert code == 0 and json.loads(outp)["step"] == 0, err
 
 
@@ -317,11 +306,11 @@ def test_diverged_run_is_left_alone(tmp_path, capsys):
                                   ["--model", "vit", "--data", "digits", "--patch-size", "1",
                                    "--batch-size", "100000"]],
                          ids=["block", "width", "batch", "depth", "vit-batch"])
-def test_impossible_sizes_are_refused_before_anything_is_written(tmp_path, capsys, args):
+def test_impossible_sizes_are_refused_before_anything_is_written(tmp_path, run_cli, args):
     out = tmp_path / "a" / "big"
-    code, _, err = cli(capsys, "train", "--n-layer", "1", "--n-head", "2", "--n-embd", "32",
-                       "--max-iters", "2", "--warmup-iters", "0", *args, "--out", out,
-                       "--quiet")
+    code, _, err = run_cli("train", "--n-layer", "1", "--n-head", "2", "--n-embd", "32",
+                           "--max-iters", "2", "--warmup-iters", "0", *args, "--out", out,
+                           "--quiet")
     one_line_error(code, err, "needs about", "activations of one step", "available")
     assert not (tmp_path / "a").exists()
 
@@ -439,9 +428,9 @@ def load_text_of(tmp_path, text):
     return load_text(tmp_path / "plain.txt")
 
 
-def test_warmup_longer_than_the_run_warns(tmp_path, capsys):
-    code, _, err = cli(capsys, "train", *TINY_ARGS, "--warmup-iters", "100", "--max-iters", "3",
-                       "--eval-interval", "0", "--out", tmp_path / "w")
+def test_warmup_longer_than_the_run_warns(tmp_path, run_cli):
+    code, _, err = run_cli("train", *TINY_ARGS, "--warmup-iters", "100", "--max-iters", "3",
+                           "--eval-interval", "0", "--out", tmp_path / "w")
     assert code == 0
     assert "warning: warmup_iters (100) is longer than max_iters (3)" in err
 
@@ -455,18 +444,18 @@ def test_bpe_text_drops_the_bom_and_names_utf16(tmp_path):
         read_text(tmp_path / "u16.txt")
 
 
-def test_changed_tokenizer_files_refuse_resume(tmp_path, capsys):
+def test_changed_tokenizer_files_refuse_resume(tmp_path, run_cli):
     pytest.importorskip("tokenizers")
     (tmp_path / "t.txt").write_text("the quick brown fox jumps over the lazy dog. " * 300)
     out = tmp_path / "bpe"
-    code, _, err = cli(capsys, "train", *TINY_ARGS, "--data", tmp_path / "t.txt", "--tokenizer",
-                       "bpe", "--vocab-size", "280", "--max-iters", "4", "--eval-interval", "0",
-                       "--checkpoint-interval", "2", "--out", out)
+    code, _, err = run_cli("train", *TINY_ARGS, "--data", tmp_path / "t.txt", "--tokenizer",
+                           "bpe", "--vocab-size", "280", "--max-iters", "4", "--eval-interval", "0",
+                           "--checkpoint-interval", "2", "--out", out)
     assert code == 0, err
     saved = json.loads((out / "config.json").read_text())
     assert len(saved["data_hash"]["tokenizer_sha256"]) == 64
     (out / "summary.json").unlink()
     name = saved["tokenizer"]["files"][0]
     (out / name).write_bytes((out / name).read_bytes() + b"\n")   # still loads, other bytes
-    code, _, err = cli(capsys, "train", "--resume", out)
+    code, _, err = run_cli("train", "--resume", out)
     one_line_error(code, err, "tokenizer files", "--allow-data-change")

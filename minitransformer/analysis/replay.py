@@ -18,11 +18,11 @@ import numpy as np
 from .snapshot import load_snapshot
 from ..errors import ConfigError
 from ..measure.sharpness import sharpness_record
-from ..measure.telemetry import append_jsonl, step_record, json_safe
+from ..measure.telemetry import step_record, json_safe
 from ..training.build import get_batch, make_optimizer, make_streams
 from ..training.masks import apply_masks, mask_optimizer_state, run_masks, sparsity
 from ..training.checkpoint import restore_checkpoint
-from ..training.runfolder import claim_folder, read_json, run_files
+from ..training.runfolder import append_jsonl, claim_folder, read_json, run_files
 from ..training.step import train_step
 
 

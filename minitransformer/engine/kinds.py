@@ -3,6 +3,7 @@
     kind = kind_of(cfg)                  # from a GPTConfig / ViTConfig (or a model)
     kind = MODEL_KINDS["vit"]            # from TrainConfig.model's value
     kind.model(cfg, params), kind.param_shapes(cfg), kind.names, kind.default_init
+    kind.on_text, kind.classifies       # what the data and the evaluation depend on
 
 Code that must treat the two differently asks the kind (its fields below) instead of testing
 strings or `hasattr(cfg, "patch_size")`, so adding a model kind is one entry here.
@@ -24,6 +25,16 @@ class ModelKind(NamedTuple):
     default_init: str      # the init scheme a model gets when none is named (init/ registers it)
     inputs: str            # "tokens": int ids (B, T) | "images": float (B, H, W, Cin)
     targets: str           # "tokens": the next id at every position (B, T) | "classes": (B,)
+
+    @property
+    def on_text(self):
+        """True for a kind trained on a text file (token ids in, a vocabulary): the GPT."""
+        return self.inputs == "tokens"
+
+    @property
+    def classifies(self):
+        """True for a kind that predicts one class per input (accuracy is defined): the ViT."""
+        return self.targets == "classes"
 
 
 MODEL_KINDS = {

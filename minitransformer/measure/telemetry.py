@@ -9,7 +9,7 @@ train.run calls it every log_interval steps (--telemetry, on by default), around
     opt.step(model.params, grads, lr)
     rec = telemetry.step_record(step, lr, grad_norm, cfg.grad_clip, before, model, grads, opt, x,
                                 trace=trace)
-    telemetry.append_jsonl(run_dir / "telemetry.jsonl", rec)
+    runfolder.append_jsonl(files.telemetry, rec)              # the writing: training/runfolder.py
 
 One record (one line of telemetry.jsonl; every number a plain float, null where undefined):
 
@@ -52,7 +52,6 @@ run) into summary.json. README's "Inspection" section states the numbers.
 For a run trained without telemetry, analysis/replay.py's record_run(run_dir) replays it and
 writes these records.
 """
-import json
 import math
 
 import numpy as np
@@ -176,9 +175,3 @@ def json_safe(obj):
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     return obj
-
-
-def append_jsonl(path, record):
-    """Append one record as a line of strict JSON (non-finite numbers become null)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")

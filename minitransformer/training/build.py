@@ -37,14 +37,14 @@ def resolve_data(cfg, recorded=None, source=None):
     (tokenizer.TokenDataset): the BPE recorded by the run (resume, inspection), or by the
     --init-from run (source), or one learned from the training split (tokenizer.choose_tokenizer;
     runfolder.recorded_bpe reads them)."""
-    if cfg.model == "vit":
+    if not cfg.kind.on_text:
         classes = parse_classes(cfg.classes) if cfg.classes is not None else None
-        return subset_images(load_dataset("vit", cfg.data, image_data_dir()), cfg.train_limit,
-                             classes)
+        return subset_images(load_dataset(cfg.model, cfg.data, image_data_dir()),
+                             cfg.train_limit, classes)
     path = data_path(cfg.data)
     tok = choose_tokenizer(cfg, recorded, source)
     if tok is None and cfg.tokenizer != "bpe":
-        return subset_text(load_dataset("gpt", str(path)), cfg.train_limit)
+        return subset_text(load_dataset(cfg.model, str(path)), cfg.train_limit)
     return bpe_text(read_text(path), tok, cfg.vocab_size, cfg.train_limit)
 
 
@@ -58,7 +58,7 @@ def image_data_dir():
 
 def data_files(cfg):
     """The files a run's data is read from (what training/preflight.py hashes)."""
-    if cfg.model == "gpt":
+    if cfg.kind.on_text:
         return [data_path(cfg.data)]
     names = {"mnist": ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
              "digits": ["digits.csv.gz"]}[cfg.data]
@@ -79,7 +79,7 @@ def data_path(data):
 def model_config(cfg, data):
     """GPTConfig/ViTConfig from the settings and the data, adapted by the init scheme
     (init.prepare_config). Returns (model_cfg, warnings)."""
-    if cfg.model == "gpt":
+    if cfg.kind.on_text:
         data.check_block(cfg.block_size)
         mcfg = GPTConfig(vocab_size=data.vocab_size, block_size=cfg.block_size,
                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
@@ -131,7 +131,7 @@ def sharpness_batch(cfg, data):
 
 def get_batch(cfg, data, split, rng):
     """(x, y) of one batch: windows of text (GPT) or images and labels (ViT)."""
-    if cfg.model == "gpt":
+    if cfg.kind.on_text:
         ids = data.train if split == "train" else data.val
         return get_text_batch(ids, cfg.batch_size, cfg.block_size, rng)
     if split == "train":

@@ -14,17 +14,16 @@ import math
 from ..engine.config import (NORMS, POOLS, check_choice,
                              check_positive_int, check_nonnegative_int, check_positive_float,
                              check_number_in, from_dict)
-from ..engine.kinds import kind_named
+from ..engine.kinds import MODEL_KINDS, kind_named
 from ..engine.optim import SCHEDULES, get_lr
 from .. import init as _init
 from ..errors import ConfigError
 from .data import IMAGE_DATA, parse_classes
 
-MODELS = ("gpt", "vit")
+MODELS = tuple(MODEL_KINDS)
 OPTIMIZERS = ("adamw", "sgd")
 TOKENIZERS = ("char", "bpe")
 DTYPES = ("float32", "float64")
-DEFAULT_INIT = {"gpt": "gpt2", "vit": "vit"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,7 +104,7 @@ class TrainConfig:
         check_choice("model", self.model, MODELS)
         if not isinstance(self.data, str) or not self.data:
             raise ConfigError(f"data must be a file path or a data set name, got {self.data!r}")
-        if self.model == "vit" and self.data not in IMAGE_DATA:
+        if not self.kind.on_text and self.data not in IMAGE_DATA:
             raise ConfigError(f"data for vit must be one of {', '.join(IMAGE_DATA)}; "
                               f"got {self.data!r}")
         self._check_tokenizer()
@@ -117,7 +116,7 @@ class TrainConfig:
         if self.train_limit is not None:
             check_positive_int("train_limit", self.train_limit)
         if self.classes is not None:
-            if self.model != "vit":
+            if not self.kind.classifies:
                 raise ConfigError("classes selects image labels: it needs --model vit")
             parse_classes(self.classes)
         check_choice("norm", self.norm, NORMS)
@@ -125,9 +124,8 @@ class TrainConfig:
         for name in ("rezero", "reinit_head", "allow_partial", "telemetry"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.init is not None and self.init not in _init.SCHEMES:
-            raise ConfigError(f"unknown init {self.init!r}; choose one of: "
-                              f"{', '.join(sorted(_init.SCHEMES))}")
+        if self.init is not None:
+            _init.check_scheme(self.init)
         for name in ("init_scale", "init_std", "lr"):
             check_positive_float(name, getattr(self, name))
         for name in ("init_from", "start_from", "mask"):
@@ -166,7 +164,7 @@ class TrainConfig:
 
     def _check_tokenizer(self):
         if self.tokenizer is not None:
-            if self.model != "gpt":
+            if not self.kind.on_text:
                 raise ConfigError(f"tokenizer is for gpt runs; {self.model} takes images")
             check_choice("tokenizer", self.tokenizer, TOKENIZERS)
         if self.vocab_size is not None:
@@ -186,8 +184,13 @@ class TrainConfig:
         return self.lr_decay_iters
 
     @property
+    def kind(self):
+        """The model kind (engine/kinds.py): what differs between a GPT and a ViT run."""
+        return kind_named(self.model)
+
+    @property
     def init_name(self):
-        return self.init or DEFAULT_INIT[self.model]
+        return self.init or self.kind.default_init
 
     def lr_at(self, step):
         """The learning rate of optimizer step `step` (0-based)."""

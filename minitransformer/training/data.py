@@ -23,6 +23,8 @@ import struct
 import zlib
 
 import numpy as np
+
+from ..engine.kinds import MODEL_KINDS
 from ..errors import ConfigError, DataError
 
 
@@ -429,14 +431,14 @@ def load_dataset(model, data=None, data_dir="data"):
     model "gpt": data is a text file path (default data_dir/tinyshakespeare.txt) -> TextDataset.
     model "vit": data is "mnist" (default) or "digits" -> ImageDataset. Anything else: DataError.
     """
-    if model == "gpt":
+    if model not in MODEL_KINDS:
+        raise DataError(f"unknown model {model!r}: choose {' or '.join(MODEL_KINDS)}")
+    if MODEL_KINDS[model].on_text:
         return load_text(data if data is not None else Path(data_dir) / DEFAULT_TEXT)
-    if model == "vit":
-        data = "mnist" if data is None else data
-        if data == "mnist":
-            return load_mnist(data_dir)
-        if data == "digits":
-            return load_digits(data_dir)
-        raise DataError(f"unknown image data set {data!r} for vit: choose one of "
-                        f"{', '.join(IMAGE_DATA)}")
-    raise DataError(f"unknown model {model!r}: choose gpt or vit")
+    data = "mnist" if data is None else data
+    if data == "mnist":
+        return load_mnist(data_dir)
+    if data == "digits":
+        return load_digits(data_dir)
+    raise DataError(f"unknown image data set {data!r} for {model}: choose one of "
+                    f"{', '.join(IMAGE_DATA)}")

@@ -18,12 +18,12 @@ def evaluate(cfg, model, data, rng):
     """train_loss and val_loss: means over eval_iters batches drawn from rng. For ViT, val_loss and
     val_acc are over the whole validation set instead (exact, and cheap at 2,000 images)."""
     out = {}
-    splits = ("train", "val") if cfg.model == "gpt" else ("train",)
+    splits = ("train", "val") if cfg.kind.on_text else ("train",)
     for split in splits:
         losses = [float(model.loss(*get_batch(cfg, data, split, rng)))
                   for _ in range(cfg.eval_iters)]
         out[f"{split}_loss"] = float(np.mean(losses))     # nats per token
-    if cfg.model == "vit":
+    if cfg.kind.classifies:
         out["val_loss"], out["val_acc"] = image_loss_and_accuracy(model, data.val_x, data.val_y)
     else:                                   # nats per token -> bits per character of the text
         out["val_bpc"] = out["val_loss"] * data.val_tokens_per_char / math.log(2)

@@ -54,8 +54,8 @@ from .masks import (apply_masks, mask_optimizer_state, run_masks, save_masks, sp
 from .preflight import data_fingerprint, check_data, check_memory
 from .progress import Progress, hms
 from .signals import Interrupted
-from .runfolder import (truncate_logs, default_out_dir, check_out_dir, run_files, read_json,
-                        read_run_config, write_json, write_run_config, claim_folder,
+from .runfolder import (append_jsonl, truncate_logs, default_out_dir, check_out_dir, run_files,
+                        read_json, read_run_config, write_json, write_run_config, claim_folder,
                         remove_half_made, check_not_in_use, recorded_bpe,
                         save_tokenizer)
 from .step import train_step
@@ -85,10 +85,10 @@ def setup(cfg, out_dir, resume, progress, command, allow_data_change=False):
         data = resolve_data(cfg, recorded=recorded_bpe(files.dir))
     else:
         data = resolve_data(cfg, source=recorded_bpe(cfg.init_from) if cfg.init_from else None)
-    if cfg.model == "gpt" and not resume:              # stored resolved: resume from anywhere
+    if cfg.kind.on_text and not resume:              # stored resolved: resume from anywhere
         cfg = replace(cfg, data=str(data_path(cfg.data).resolve()))
     fingerprint = data_fingerprint(cfg, getattr(data, "tokenizer", None))
-    vocab = data.vocab if cfg.model == "gpt" else None
+    vocab = data.vocab if cfg.kind.on_text else None
     saved, notes = None, []
     if resume:
         saved = read_json(files.config)
@@ -242,10 +242,10 @@ def one_step(r, step):
                                     r.model, res.grads, r.opt, x, trace=trace)
         if r.masks is not None:
             rec["sparsity"] = sparsity(r.masks)
-        telemetry.append_jsonl(r.files.telemetry, dict(rec, loss=res.loss))
+        append_jsonl(r.files.telemetry, dict(rec, loss=res.loss))
         r.watch_times.append(time.perf_counter() - t1)
     if cfg.sharpness_every and step % cfg.sharpness_every == 0:
-        telemetry.append_jsonl(r.files.sharpness, sharpness_record(
+        append_jsonl(r.files.sharpness, sharpness_record(
             r.model, *r.sharp_batch, step, res.lr, r.opt if cfg.optimizer == "adamw" else None,
             method="lanczos"))                         # ~5x fewer Hessian products than power
     logged = step % cfg.log_interval == 0 or step == cfg.max_iters - 1 or bool(ev)
@@ -285,7 +285,7 @@ def finish(r):
                        final_train_loss=ev["train_loss"])
         if "val_bpc" in ev:
             summary["final_val_bpc"] = ev["val_bpc"]
-        if cfg.model == "vit":
+        if cfg.kind.classifies:
             summary["val_acc"] = ev["val_acc"]
             show.message(f"validation accuracy {ev['val_acc']:.2%} ({len(r.data.val_y)} images)")
         else:

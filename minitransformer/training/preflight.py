@@ -87,7 +87,7 @@ def memory_estimate(cfg, mcfg, data):
     shapes = kind_named(cfg.model).param_shapes(mcfg)
     n = sum(math.prod(shape) for shape in shapes.values())
     L, C, NH, B = mcfg.n_layer, mcfg.n_embd, mcfg.n_head, cfg.batch_size
-    if cfg.model == "gpt":
+    if cfg.kind.on_text:
         T, V = mcfg.block_size, mcfg.vocab_size
         data_bytes = data.train.nbytes + data.val.nbytes
     else:

@@ -1,6 +1,7 @@
 """The run folder: the only module that knows its file names and reads its config.json. Atomic
-writes, the JSON readers, the lock that lets one process write at a time, and the truncation of
-the logs that makes --resume bit-identical (checkpoint files: training/checkpoint.py).
+writes, the JSON readers, appending a line to a log, the lock that lets one process write at a
+time, and the truncation of the logs that makes --resume bit-identical (checkpoint files:
+training/checkpoint.py).
 README's "Run folder" and "Reliability" sections describe the files and promises:
 
     config.json      {"train": TrainConfig, "model": GPTConfig/ViTConfig, "vocab", "n_params", ...}
@@ -31,6 +32,7 @@ import time
 import numpy as np
 
 from ..errors import NotFound, RunFolderError
+from ..measure.telemetry import json_safe
 from .config import TrainConfig, config_from_dict
 from .tokenizer import run_tokenizer
 
@@ -199,6 +201,13 @@ def _line_step(line):
 def save_arrays(path, arrays):
     """An .npz of plain arrays {name: array}, written atomically (mask.npz, rewind points)."""
     atomic_write_with(path, lambda f: np.savez(f, **arrays))
+
+
+def append_jsonl(path, record):
+    """Append one record to a log of the folder (telemetry.jsonl, sharpness.jsonl) as a line of
+    strict JSON; non-finite numbers become null (measure/telemetry.py json_safe)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
 
 
 def truncate_logs(paths, step):

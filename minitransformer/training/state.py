@@ -59,12 +59,12 @@ class Run:
 
     @property
     def vocab(self):
-        return self.data.vocab if self.cfg.model == "gpt" else None
+        return self.data.vocab if self.cfg.kind.on_text else None
 
     @property
     def tokenizer(self):
         """GPT: the text's characters, or the BPE of a TokenDataset; ViT: None."""
-        if self.cfg.model != "gpt":
+        if not self.cfg.kind.on_text:
             return None
         if self.data.vocab is not None:
             return CharTokenizer(self.data.vocab)
