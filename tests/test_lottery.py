@@ -31,16 +31,6 @@ SPEC = dict(levels=2, fraction=0.3, rewind_iter=5, strategy="global")
 LOTTERY_FLAGS = ["--levels", "2", "--prune-fraction", "0.3", "--rewind-iter", "5", "--quiet"]
 
 
-def cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
     """One uninterrupted tiny lottery (2 levels, 3 branches: 5 runs of 35-40 steps)."""
@@ -167,21 +157,21 @@ def test_instability_barrier_zero_for_identical_copies_positive_for_independent_
     (["--levels", "2", "--mask", "m.npz"], "the lottery sets --mask itself"),
     (["--levels", "2", "--patch-size", "3"], "patch_size (3) must divide image_size (8)"),
 ])
-def test_bad_lottery_input_is_one_line(tmp_path, capsys, extra, words):
-    code, _, err = cli(capsys, "lottery", *FLAGS, *extra, "--quiet", "--out", str(tmp_path / "x"))
+def test_bad_lottery_input_is_one_line(tmp_path, run_cli, extra, words):
+    code, _, err = run_cli("lottery", *FLAGS, *extra, "--quiet", "--out", tmp_path / "x")
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
     assert words in err
     assert not (tmp_path / "x").exists()                          # nothing written
 
 
-def test_help_says_what_is_prunable(capsys):
-    code, out, _ = cli(capsys, "lottery", "--help")
+def test_help_says_what_is_prunable(run_cli):
+    code, out, _ = run_cli("lottery", "--help")
     assert code == 0
     text = " ".join(out.split())
     assert "never embedding tables (wte, wpe, pos_embed, cls_token), LayerNorm, biases" in text
 
 
-def test_bad_mask_file_is_one_line(done, tmp_path, capsys):
+def test_bad_mask_file_is_one_line(done, tmp_path, run_cli):
     ticket_mask = done[0] / "level_1" / "mask.npz"
     masks = dict(np.load(ticket_mask))
     bad_name = dict(masks, **{"blocks.7.attn.qkv.weight": masks["blocks.0.attn.qkv.weight"]})
@@ -190,11 +180,11 @@ def test_bad_mask_file_is_one_line(done, tmp_path, capsys):
     np.savez(tmp_path / "shape.npz", **bad_shape)
     for f, words in (("names.npz", "'blocks.7.attn.qkv.weight' is not a parameter"),
                      ("shape.npz", "head.weight has shape (3, 3)")):
-        code, _, err = cli(capsys, "train", *FLAGS, "--mask", str(tmp_path / f), "--quiet",
-                           "--out", str(tmp_path / f"run_{f}"))
+        code, _, err = run_cli("train", *FLAGS, "--mask", tmp_path / f, "--quiet",
+                               "--out", tmp_path / f"run_{f}")
         assert code == 2 and err.count("\n") == 1 and words in err, err
         assert not (tmp_path / f"run_{f}").exists()
-    code, _, err = cli(capsys, "train", *FLAGS, "--mask", str(ticket_mask), "--quiet",
-                       "--out", str(tmp_path / "ok"))
+    code, _, err = run_cli("train", *FLAGS, "--mask", ticket_mask, "--quiet",
+                           "--out", tmp_path / "ok")
     assert code == 0, err
     assert (tmp_path / "ok" / "mask.npz").read_bytes() != b""
