@@ -75,10 +75,12 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("figure.py", "what every figure shares: matplotlib on demand, the healthy line, saving"),
         ("plots.py", "the pictures of run folders: loss, lr, telemetry, activations, sharpness; plot_runs"),
         ("plots_model.py", "the pictures of a model: spectra, attention maps, patch filters, landscape, coordcheck"),
+        ("runlogs.py", "a run's logs as the pictures read them: every number checked, named by file, line, key"),
         ("tensorfile.py", "safetensors reading and writing through the library, with our checks"),
         ("hf.py", "GPT-2 import and export in Hugging Face's layout, with its tokenizer"),
         ("timm_vit.py", "timm ViT import and export; positions and patch filters for new inputs"),
         ("bench.py", "timed training iterations, FLOPs and the measured GEMM peak"),
+        ("progress.py", "a long instrument's progress line on a terminal (stderr, TTY only)"),
     ]),
     ("studies", "many runs and what they show", [
         ("__init__.py", "the studies layer: sweeps, experiments, lottery tickets"),
@@ -112,6 +114,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
     ]),
     ("cli", "click commands only", [
         ("__init__.py", "the command group and main: user errors in one line, bugs with a traceback"),
+        ("options.py", "checks of option values several commands share (an empty --out)"),
         ("train.py", "train, sample, bench"),
         ("init.py", "inits, import-gpt2, export-gpt2, import-vit, export-vit"),
         ("inspect.py", "inspect ... and plot"),

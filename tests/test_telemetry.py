@@ -14,6 +14,7 @@ from minitransformer.analysis.replay import record_run
 from minitransformer.engine.optim import AdamW, clip_grad_norm
 from minitransformer.training.config import TrainConfig
 from minitransformer.training.loop import run
+from minitransformer.training.runfolder import read_jsonl
 
 CFG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
 

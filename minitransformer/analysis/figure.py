@@ -3,6 +3,7 @@ figure is drawn, Agg backend), one line at the bottom saying what a healthy pict
 and saving.
 """
 from pathlib import Path
+import warnings
 
 from ..errors import MissingDependency
 
@@ -43,7 +44,9 @@ def finish(fig, healthy, path, colorbar=None):
                             wspace=0.35, hspace=0.45)
         cax = fig.add_axes((0.89, bottom + 0.12, 0.018, 0.9 - bottom - 0.17))
         fig.colorbar(colorbar[0], cax=cax, label=colorbar[1])
-    fig.savefig(path, dpi=DPI)
+    with warnings.catch_warnings():                    # timing, not data: a loaded machine
+        warnings.filterwarnings("ignore", message="Creating legend with loc=.best. can be slow")
+        fig.savefig(path, dpi=DPI)
     pyplot().close(fig)
     return Path(path)
 

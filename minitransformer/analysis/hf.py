@@ -23,7 +23,7 @@ import numpy as np
 
 from ..engine.config import GPTConfig
 from ..engine import gpt
-from ..errors import DataError, RunFolderError
+from ..errors import ConfigError, DataError, RunFolderError
 from ..training.runfolder import atomic_write
 from ..training.tokenizer import find_bpe_files, load_bpe, check_vocab_size, run_tokenizer
 from .tensorfile import read_safetensors, write_safetensors, read_model_folder
@@ -43,11 +43,14 @@ def config_from_hf(hf):
     ValueError naming the setting."""
     if hf.get("model_type", "gpt2") != "gpt2":
         raise DataError(f"model_type is {hf.get('model_type')!r}, not 'gpt2'")
-    try:
-        C, L, NH = int(hf["n_embd"]), int(hf["n_layer"]), int(hf["n_head"])
-        V, T = int(hf["vocab_size"]), int(hf.get("n_positions", hf.get("n_ctx")))
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f"GPT-2 config.json lacks or mangles {e}") from None
+    sizes = {}
+    for key in ("n_embd", "n_layer", "n_head", "vocab_size", "n_positions"):
+        v = hf.get(key, hf.get("n_ctx")) if key == "n_positions" else hf.get(key)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise DataError(f"key {key!r} is missing" if v is None else
+                            f"{key} must be an integer, got {v!r}")
+        sizes[key] = v
+    C, L, NH, V, T = sizes.values()
     act = hf.get("activation_function", "gelu_new")
     if act not in _TANH_GELUS + ("gelu",):
         raise DataError(f"activation_function {act!r} is not supported (gelu_new or gelu)")
@@ -136,7 +139,10 @@ def load_hf(hf_dir):
     """(GPTConfig, params, config.json dict) from a Hugging Face GPT-2 folder (config.json +
     model.safetensors)."""
     hf, tensors = read_model_folder(hf_dir, "Hugging Face")
-    cfg = config_from_hf(hf)
+    try:
+        cfg = config_from_hf(hf)
+    except (DataError, ConfigError) as e:              # name the file the setting came from
+        raise DataError(f"{Path(hf_dir) / 'config.json'}: {e}") from None
     return cfg, params_from_hf(tensors, cfg), hf
 
 
@@ -186,13 +192,12 @@ def import_gpt2(hf_dir, out_dir):
 def export_gpt2(run_dir, out_dir):
     """Write a run's GPT as a Hugging Face GPT-2 folder (config.json + model.safetensors, and its
     BPE tokenizer files) that GPT2LMHeadModel.from_pretrained loads. Returns the config dict."""
-    from ..training.checkpoint import load_checkpoint
-    from ..training.runfolder import read_saved_config, run_files, save_tokenizer
+    from ..training.checkpoint import check_finite, load_checkpoint
+    from ..training.runfolder import read_run_config, run_files, save_tokenizer
     run_dir, out = Path(run_dir), Path(out_dir)
-    saved = read_saved_config(run_dir)
-    if saved.get("train", {}).get("model", "gpt") != "gpt" or "vocab_size" not in saved.get("model", {}):
+    saved, train, cfg = read_run_config(run_dir)    # every damage named, with config.json
+    if train.model != "gpt":
         raise DataError(f"{run_dir} is not a GPT run; only GPTs can be written as GPT-2")
-    cfg = GPTConfig.from_dict(saved["model"])
     hf = hf_config(cfg)
     tok = run_tokenizer(run_dir, saved)
     ckpt = load_checkpoint(run_files(run_dir).checkpoint)
@@ -200,6 +205,7 @@ def export_gpt2(run_dir, out_dir):
     bad = [n for n, s in shapes.items() if n not in ckpt or ckpt[n].shape != s]
     if bad:
         raise DataError(f"{run_dir}/checkpoint.npz does not match its config.json: {', '.join(bad[:3])}")
+    check_finite(ckpt, run_files(run_dir).checkpoint, shapes)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"{out} is a file, not a folder")
     if (out / "model.safetensors").exists():

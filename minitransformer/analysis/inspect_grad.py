@@ -64,13 +64,15 @@ def inspect_grad(snap, name, index, seed=0, batch_size=None, eps=EPS):
     if not (eps > 0 and np.isfinite(eps)):
         raise ConfigError(f"eps must be positive, got {eps!r}")
     num = float(numerical_grad(lambda: m64.loss(x, y), m64.params[name], eps, [flat])[0])
+    finite = bool(np.isfinite(g) and np.isfinite(num))
     denom = abs(g) + abs(num)
     floor = 1e-16 * abs(float(loss64)) / eps
     out = dict(snap.describe(), param=name, index=list(index), shape=list(model.params[name].shape),
                batch_size=int(len(x)), batch_seed=seed, loss=float(loss64),
                value=float(model.params[name].reshape(-1)[flat]), grad=g, numerical=num,
-               eps=eps, rel_error=abs(g - num) / denom if denom > 0 else 0.0,
-               rounding=floor / abs(g) if g != 0 else None)
+               eps=eps, finite=finite,
+               rel_error=None if not finite else abs(g - num) / denom if denom > 0 else 0.0,
+               rounding=floor / abs(g) if finite and g != 0 else None)
     dtype = model.params[name].dtype
     if dtype != np.float64:
         _, grads = model.loss_and_grads(x, y)
@@ -105,9 +107,11 @@ def format_result(r):
              f"  value                {r['value']: .8e}",
              f"  gradient (analytic)  {r['grad']: .8e}   float64",
              f"  gradient (numerical) {r['numerical']: .8e}   central difference, eps {r['eps']:g}",
-             f"  relative error       {r['rel_error']:.2e}"
-             + (f"   (rounding floor {r['rounding']:.0e} for a gradient this small)"
-                if r["rounding"] is not None and r["rounding"] > 1e-8 else "")]
+             (f"  relative error       {r['rel_error']:.2e}"
+              + (f"   (rounding floor {r['rounding']:.0e} for a gradient this small)"
+                 if r["rounding"] is not None and r["rounding"] > 1e-8 else ""))
+             if r["finite"] else "  relative error       NOT FINITE: a gradient is inf or NaN, "
+                                 "nothing to compare"]
     if "grad_run_dtype" in r:
         lines.append(f"  gradient ({r['run_dtype']})    {r['grad_run_dtype']: .8e}   as training "
                      f"computes it")

@@ -19,69 +19,91 @@ With more than one run, the per-run figures are prefixed with the run folder's n
 matplotlib comes from the optional `plot` extra (figure.py imports it, with the Agg backend).
 """
 from pathlib import Path
+import warnings
 
 import numpy as np
 
 from ..engine.kinds import kind_of
 from ..engine.names import MATRICES, role
-from ..errors import ConfigError, NotFound
+from ..errors import CheckpointError, ConfigError, RunFolderError
 from ..measure.landscape import inspect_landscape
-from ..training.runfolder import read_json, read_jsonl, run_files
+from ..training.runfolder import read_json, read_jsonl, read_run_config, run_files
+from .runlogs import check_logs, numbers, pairs, read_log, read_metrics
 from .figure import finish, pyplot, run_name
 from .snapshot import load_snapshot
 from .plots_model import (plot_attention_gpt, plot_attention_vit, plot_landscape,
                           plot_patch_filters, plot_spectra)
 
 
-def read_metrics(run):
-    p = run_files(run).metrics
-    return read_jsonl(p) if p.is_file() else []
-
-
 # --------------------------------------------------------------------------------------------
 # Curves of several runs
+
+def _few(n):
+    """Line style for a curve of n points: with markers when a line alone would not show
+    (a 1-step run has one logged step)."""
+    return dict(marker="o", ms=4) if n < 3 else {}
+
 
 def plot_loss(runs, path):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
+    marks = []                                         # (point, color, label) of divergences
     for k, run in enumerate(runs):
-        rec = read_metrics(run)
+        rec, files = read_metrics(run), run_files(run)
         color = f"C{k}"
-        tr = [(r["step"], r["loss"]) for r in rec if r.get("loss") is not None]
-        va = [(r["step"], r["val_loss"]) for r in rec if r.get("val_loss") is not None]
+        tr = pairs(rec, files.metrics, "loss")
+        va = pairs(rec, files.metrics, "val_loss")
         if tr:
-            ax.plot(*zip(*tr), color=color, lw=1, alpha=0.6, label=f"{run_name(run)} train")
+            ax.plot(*zip(*tr), color=color, lw=1, alpha=0.6, label=f"{run_name(run)} train",
+                    **_few(len(tr)))
         if va:
             ax.plot(*zip(*va), "o-", color=color, ms=4, lw=1.5, label=f"{run_name(run)} val")
-        summary = run_files(run).summary
-        if summary.is_file():
-            s = read_json(summary)
-            if s.get("status") == "diverged" and tr:
+        if files.summary.is_file():
+            s = read_json(files.summary, keys=("status",))
+            if s["status"] == "diverged" and tr:
                 ax.plot(tr[-1][0], tr[-1][1], "x", color=color, ms=12, mew=3)
-                ax.annotate(f"diverged at step {s.get('step')}", tr[-1], color=color,
-                            xytext=(5, 5), textcoords="offset points", fontsize=8)
+                marks.append((tr[-1], color, f"diverged at step {s.get('step')}"))
+    for point, color, label in marks:
+        _label_inside(ax, point, label, color)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy loss (nats)")
     ax.set_title("Training and validation loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7.5, ncol=2)
+    _legend(ax, fontsize=7.5, ncol=2)
     return finish(fig, "loss falls smoothly without spikes, validation tracks training; a "
                         "plateau at ln(vocab) or an x (divergence) means the start was unstable.",
                    path)
+
+
+def _label_inside(ax, point, text, color):
+    """Annotate `point` with `text` on the side that faces the middle of the axes, so that the
+    label stays inside them (a divergence is usually the last, highest point: right, top)."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    right = point[0] > (x0 + x1) / 2
+    top = point[1] > (y0 + y1) / 2
+    ax.annotate(text, point, color=color, fontsize=8, textcoords="offset points",
+                xytext=(-9 if right else 9, -9 if top else 9),
+                ha="right" if right else "left", va="top" if top else "bottom")
+
+
+def _legend(ax, **kw):
+    """A legend when something carries a label (matplotlib warns about an empty one)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
 
 
 def plot_lr(runs, path):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for k, run in enumerate(runs):
-        rec = [(r["step"], r["lr"]) for r in read_metrics(run) if r.get("lr") is not None]
+        rec = pairs(read_metrics(run), run_files(run).metrics, "lr")
         if rec:
-            ax.plot(*zip(*rec), color=f"C{k}", lw=1.5, label=run_name(run))
+            ax.plot(*zip(*rec), color=f"C{k}", lw=1.5, label=run_name(run), **_few(len(rec)))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate (per step)")
     ax.set_title("Learning-rate schedule")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return finish(fig, "a linear warmup to the peak, then a smooth decay to min_lr; no warmup "
                         "means the peak rate hits the tiny initial weights at step 0.", path)
 
@@ -95,25 +117,33 @@ def plot_update_ratios(runs, path):
     fig, ax = plt.subplots(figsize=(8, 4.6))
     for k, run in enumerate(runs):
         tel = run_files(run).telemetry
-        recs = read_jsonl(tel) if tel.is_file() else []
+        recs = read_log(run, tel.name, keys=("step", "tensors"))
         if not recs:
             continue
         names = _matrix_names(recs[0])
-        steps = [r["step"] for r in recs]
-        ratios = np.array([[r["tensors"][n]["update_ratio"] or np.nan for n in names]
-                           for r in recs], dtype=float)
-        ax.semilogy(steps, np.nanmedian(ratios, axis=1), color=f"C{k}", lw=1.8,
-                    label=f"{run_name(run)} median")
-        ax.semilogy(steps, np.nanmax(ratios, axis=1), color=f"C{k}", lw=0.8, ls="--",
-                    label=f"{run_name(run)} max")
+        steps = numbers(recs, tel, "step")
+        ratios = _table(recs, tel, names, "update_ratio").T            # (steps, tensors)
+        with warnings.catch_warnings():                # a step where every ratio is null
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med, top = np.nanmedian(ratios, axis=1), np.nanmax(ratios, axis=1)
+        ax.semilogy(steps, med, color=f"C{k}", lw=1.8, label=f"{run_name(run)} median",
+                    **_few(len(steps)))
+        ax.semilogy(steps, top, color=f"C{k}", lw=0.8, ls="--", label=f"{run_name(run)} max",
+                    **_few(len(steps)))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("‖ΔW‖ / ‖W‖ per step (log scale)")
     ax.set_title("Update-to-weight ratio of the weight matrices")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7.5, ncol=2)
+    _legend(ax, fontsize=7.5, ncol=2)
     return finish(fig, "ratios start small and rise with the warmup to about 1e-3..1e-2, then "
                         "fall with the learning rate; ratios near 0.1 or more in the first steps "
                         "rewrite the initial weights.", path)
+
+
+def _table(recs, path, names, key):
+    """(tensors, steps) float array of tensors[name][key] of every record; null -> NaN."""
+    cols = [numbers(recs, path, "tensors", n, key) for n in names]
+    return np.array([[np.nan if v is None else v for v in col] for col in cols], dtype=float)
 
 
 def _matrix_names(rec):
@@ -124,8 +154,10 @@ def _matrix_names(rec):
 def _heat(ax, fig, mat, steps, names, label, plt):
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.log10(np.where(mat > 0, mat, np.nan))
+    left, right = (steps[0], steps[-1]) if steps[-1] > steps[0] else (steps[0] - 0.5,
+                                                                      steps[0] + 0.5)
     im = ax.imshow(z, aspect="auto", interpolation="nearest", cmap="viridis",
-                   extent=(steps[0], steps[-1], len(names) - 0.5, -0.5))
+                   extent=(left, right, len(names) - 0.5, -0.5))
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names, fontsize=6.5)
     ax.set_xlabel("optimizer step")
@@ -134,13 +166,12 @@ def _heat(ax, fig, mat, steps, names, label, plt):
 
 def plot_telemetry(run, path):
     plt = pyplot()
-    recs = read_jsonl(run_files(run).telemetry)
+    tel = run_files(run).telemetry
+    recs = read_jsonl(tel, keys=("step", "tensors"))
     names = _matrix_names(recs[0])
-    steps = [r["step"] for r in recs]
-    ratio = np.array([[r["tensors"][n]["update_ratio"] or np.nan for r in recs] for n in names],
-                     dtype=float)
-    gnorm = np.array([[r["tensors"][n]["grad_norm"] or np.nan for r in recs] for n in names],
-                     dtype=float)
+    steps = numbers(recs, tel, "step")
+    ratio = _table(recs, tel, names, "update_ratio")                   # (tensors, steps)
+    gnorm = _table(recs, tel, names, "grad_norm")
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.26 * len(names) + 2.4))
     _heat(axes[0], fig, ratio, steps, names, "log10 ‖ΔW‖/‖W‖ (one step)", plt)
     axes[0].set_title("Update-to-weight ratio per tensor")
@@ -154,21 +185,27 @@ def plot_telemetry(run, path):
 
 def plot_activations(run, path):
     plt = pyplot()
-    recs = [r for r in read_jsonl(run_files(run).telemetry) if "layers" in r]
-    steps = [r["step"] for r in recs]
-    L = len(recs[0]["layers"])
+    tel = run_files(run).telemetry
+    recs = read_jsonl(tel, keys=("step",))
+    lines = [i + 1 for i, r in enumerate(recs) if "layers" in r]      # records with activations
+    recs = [recs[i - 1] for i in lines]
+    steps = numbers(recs, tel, "step", lines=lines)
+    L = len(recs[0]["layers"]) if isinstance(recs[0]["layers"], list) else 0
+    if L == 0:
+        raise RunFolderError(f"{tel} line {lines[0]}: 'layers' is not a list of blocks")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     keys = [("resid_rms", "residual-stream RMS (activation units)", "Residual RMS after block"),
             ("attn_entropy", "attention entropy (nats)", "Attention entropy"),
             ("max_attn_logit", "max attention score (logit units)", "Max attention logit")]
     for ax, (key, ylabel, title) in zip(axes, keys):
         for i in range(L):
-            ax.plot(steps, [r["layers"][i][key] for r in recs], color=plt.cm.viridis(i / max(L - 1, 1)),
-                    label=f"block {i}")
+            ax.plot(steps, numbers(recs, tel, "layers", i, key, lines=lines), color=plt.cm.viridis(i / max(L - 1, 1)),
+                    label=f"block {i}", **_few(len(steps)))
         ax.ticklabel_format(axis="y", useOffset=False)
         if key == "attn_entropy":
-            ax.plot(steps, [r["layers"][0]["attn_entropy_uniform"] for r in recs], "k--", lw=1,
-                    label="uniform")
+            ax.plot(steps, numbers(recs, tel, "layers", 0, "attn_entropy_uniform", lines=lines),
+                    "k--", lw=1, label="uniform",
+                    **_few(len(steps)))
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
@@ -184,16 +221,18 @@ def plot_activations(run, path):
 
 def plot_sharpness(run, path):
     plt = pyplot()
-    recs = read_jsonl(run_files(run).sharpness)
-    steps = [r["step"] for r in recs]
+    sh = run_files(run).sharpness
+    recs = read_jsonl(sh, keys=("step", "lambda_max", "two_over_lr"))
+    steps = numbers(recs, sh, "step")
     fig, ax = plt.subplots(figsize=(8, 4.4))
-    ax.semilogy(steps, [r["lambda_max"] for r in recs], "o-", ms=3, label="λ_max of the Hessian")
-    ax.semilogy(steps, [r["two_over_lr"] for r in recs], "k--", label="2 / lr")
+    ax.semilogy(steps, numbers(recs, sh, "lambda_max"), "o-", ms=3, label="λ_max of the Hessian")
+    ax.semilogy(steps, numbers(recs, sh, "two_over_lr"), "k--", label="2 / lr",
+                **_few(len(steps)))
     if all("adam_lambda_max" in r for r in recs):
-        ax.semilogy(steps, [r["adam_lambda_max"] for r in recs], "s-", ms=3, color="C3",
+        ax.semilogy(steps, numbers(recs, sh, "adam_lambda_max"), "s-", ms=3, color="C3",
                     label="λ_max of Adam-preconditioned Hessian")
-        ax.semilogy(steps, [r["adam_threshold"] for r in recs], ":", color="C3",
-                    label="(2 + 2β1)/((1 − β1) lr)")
+        ax.semilogy(steps, numbers(recs, sh, "adam_threshold"), ":", color="C3",
+                    label="(2 + 2β1)/((1 − β1) lr)", **_few(len(steps)))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("eigenvalue (nats per parameter unit², log scale)")
     ax.set_title(f"{run_name(run)}: sharpness vs the stability threshold")
@@ -208,44 +247,70 @@ def plot_sharpness(run, path):
 # --------------------------------------------------------------------------------------------
 # Everything for a list of runs
 
-def plot_runs(runs, out=None, prompt=None, image_index=0, landscape=False):
-    """Draw every figure the runs' files allow; returns the list of written paths."""
-    pyplot()                                           # fail early and clearly without matplotlib
+def plot_runs(runs, out=None, prompt=None, image_index=0, landscape=False, note=None):
+    """Draw every figure the runs' files allow; returns the list of written paths. A run
+    without metrics.jsonl (an imported GPT-2) has no curves but its weights are drawn; what
+    cannot be drawn is said through note(text) (default: ignored), never silently skipped."""
+    note = note or (lambda text: None)
+    pyplot()                                             # fail early and clearly without matplotlib
     runs = [Path(r) for r in runs]
     if not runs:
         raise ConfigError("give at least one run folder")
     for r in runs:
-        if not r.is_dir():
-            raise NotFound(f"run folder not found: {r}")
-        if not run_files(r).metrics.is_file():
-            raise ConfigError(f"{r} is not a run folder (it has no metrics.jsonl)")
+        read_run_config(r)                             # a run folder with a usable config.json
+        check_logs(r)                                 # damaged logs: named before any drawing
     out = Path(out) if out is not None else runs[0] / "plots"
+    if str(out).strip() == "":
+        raise ConfigError("--out is empty: give a folder for the pictures")
     out.mkdir(parents=True, exist_ok=True)
-    written = [plot_loss(runs, out / "loss.png"), plot_lr(runs, out / "lr.png")]
-    if any(run_files(r).telemetry.is_file() for r in runs):
+    written = []
+    with_metrics = [r for r in runs if read_metrics(r)]
+    if with_metrics:
+        written += [plot_loss(with_metrics, out / "loss.png"),
+                    plot_lr(with_metrics, out / "lr.png")]
+    for r in runs:
+        if r not in with_metrics:
+            note(f"{r}: no loss or learning-rate curves (no metrics.jsonl records: the run was "
+                 f"imported or has not logged a step)")
+    if any(read_log(r, "telemetry.jsonl") for r in runs):
         written.append(plot_update_ratios(runs, out / "update_ratio.png"))
     for run in runs:
         pre = f"{run_name(run)}_" if len(runs) > 1 else ""
-        files = run_files(run)
-        tel = files.telemetry
-        if tel.is_file() and read_jsonl(tel):
+        tel = read_log(run, "telemetry.jsonl")
+        if tel:
             written.append(plot_telemetry(run, out / f"{pre}telemetry.png"))
-            if any("layers" in r for r in read_jsonl(tel)):
+            if any("layers" in r for r in tel):
                 written.append(plot_activations(run, out / f"{pre}activations.png"))
-        sh = files.sharpness
-        if sh.is_file() and read_jsonl(sh):
+        if read_log(run, "sharpness.jsonl"):
             written.append(plot_sharpness(run, out / f"{pre}sharpness.png"))
-        if not files.checkpoint.is_file():
+        if not run_files(run).checkpoint.is_file():
+            note(f"{run}: no weight figures (no checkpoint.npz yet)")
             continue
-        snap = load_snapshot(run)
-        init = snap.init_model().params
-        written.append(plot_spectra(snap, out / f"{pre}spectra.png", init))
-        if kind_of(snap.model).inputs == "tokens":
-            written.append(plot_attention_gpt(snap, out / f"{pre}attention.png", prompt))
+        try:
+            snap = load_snapshot(run)
+        except CheckpointError as e:                   # damaged or non-finite: curves only
+            note(f"{run}: no weight figures: {e}")
+            continue
+        written += _weight_figures(snap, out, pre, prompt, image_index, landscape, note)
+    return written
+
+
+def _weight_figures(snap, out, pre, prompt, image_index, landscape, note):
+    """Spectra, attention maps (and ViT patch filters, the landscape) of one snapshot. The
+    weights at step 0 are compared with nothing: an imported model's "init" is not its own."""
+    init = snap.init_model().params if snap.step > 0 else None
+    written = [plot_spectra(snap, out / f"{pre}spectra.png", init)]
+    if kind_of(snap.model).inputs == "tokens":
+        if snap.tokenizer() is None and prompt is None:
+            note(f"{snap.run_dir}: no attention maps: the run has no vocabulary, so give the "
+                 f"prompt as token ids, e.g. --prompt '464 318 257'")
         else:
-            written.append(plot_attention_vit(snap, out / f"{pre}attention.png", image_index))
-            written.append(plot_patch_filters(snap, out / f"{pre}patch_filters.png", init))
-        if landscape:
-            res = inspect_landscape(snap, modes=("interp", "1d"))
-            written.append(plot_landscape(res, out / f"{pre}landscape.png"))
+            written.append(plot_attention_gpt(snap, out / f"{pre}attention.png", prompt))
+    else:
+        written.append(plot_attention_vit(snap, out / f"{pre}attention.png", image_index))
+        written.append(plot_patch_filters(snap, out / f"{pre}patch_filters.png",
+                                          init or snap.model.params))
+    if landscape:
+        res = inspect_landscape(snap, modes=("interp", "1d") if snap.step > 0 else ("1d",))
+        written.append(plot_landscape(res, out / f"{pre}landscape.png"))
     return written

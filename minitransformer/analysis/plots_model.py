@@ -87,22 +87,30 @@ def plot_spectra(snap, path, init_params=None):
 
 def gpt_prompt_ids(snap, prompt=None, length=48):
     """The prompt as ids (cropped to block_size), or the first `length` characters of the
-    validation text."""
+    validation text. Without any tokenizer (an imported GPT-2) the prompt is token ids."""
+    from .sample import parse_ids
     if prompt is None:
         ids = snap.data().val[:min(length, snap.model.cfg.block_size)]
     else:
         tok = snap.tokenizer()
-        if tok is None:
-            raise ConfigError(f"{source(snap)} has no tokenizer: it reads token ids, not a prompt")
-        ids = prompt_ids(tok, prompt)[-snap.model.cfg.block_size:]
+        ids = (parse_ids(prompt, snap.model.cfg.vocab_size) if tok is None
+               else prompt_ids(tok, prompt))[-snap.model.cfg.block_size:]
     return np.asarray(ids, dtype=np.int64)
+
+
+def token_labels(tok, ids):
+    """What each id shows on an axis: its text under the run's tokenizer (escaped), or the id
+    itself for a model that reads token ids only."""
+    if tok is None:
+        return [str(i) for i in ids]
+    return [repr(piece)[1:-1] for piece in tok.pieces(ids)]
 
 
 def plot_attention_gpt(snap, path, prompt=None):
     plt = pyplot()
     ids = gpt_prompt_ids(snap, prompt)
     tok = snap.tokenizer()
-    chars = [repr(piece)[1:-1] for piece in tok.pieces(ids)]
+    chars = token_labels(tok, ids)
     _, trace = snap.model.forward(ids[None], trace=True)
     cfg = snap.model.cfg
     L, NH = cfg.n_layer, cfg.n_head
@@ -123,7 +131,7 @@ def plot_attention_gpt(snap, path, prompt=None):
                 ax.set_xlabel("key (attended character)", fontsize=7)
             if h == 0:
                 ax.set_ylabel("query (current character)", fontsize=7)
-    text = tok.decode(ids).replace("\n", "⏎")
+    text = " ".join(chars) if tok is None else tok.decode(ids).replace("\n", "⏎")
     fig.suptitle(f"{source(snap)}: attention on {text!r}", fontsize=9)
     return finish(fig, "heads differ: some look at the previous character or the start of "
                         "the word, some spread out; no head uniform everywhere, none stuck on one "

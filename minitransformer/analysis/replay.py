@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .snapshot import load_snapshot
-from ..errors import ConfigError
+from ..errors import ConfigError, RunFolderError
 from ..measure.sharpness import sharpness_record
 from ..measure.telemetry import step_record, json_safe
 from ..training.build import get_batch, make_optimizer, make_streams
@@ -40,9 +40,12 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
     snap = load_snapshot(run_dir)
     cfg = snap.cfg
     files = run_files(run_dir)
-    summary = read_json(files.summary) if files.summary.is_file() else {}
+    summary = read_json(files.summary, keys=("status",)) if files.summary.is_file() else {}
     end = summary.get("diverged_step", snap.step) if summary.get("status") == "diverged" \
         else snap.step                                 # updates made: steps 0 .. end-1
+    if isinstance(end, bool) or not isinstance(end, int) or end < 0:
+        raise RunFolderError(f"{files.summary}: diverged_step is {end!r}, expected a step "
+                             f"number")
     model = snap.init_model()
     params = model.params
     opt = make_optimizer(cfg, model.cfg, params)

@@ -20,7 +20,7 @@ import numpy as np
 from ..engine.kinds import kind_of
 from ..training.build import get_batch, make_model, make_optimizer, model_config, resolve_data
 from ..training.config import TrainConfig
-from ..training.checkpoint import load_checkpoint, restore_params
+from ..training.checkpoint import check_finite, load_checkpoint, restore_params
 from ..training.runfolder import read_run_config, run_files
 from ..training.tokenizer import CharTokenizer, run_tokenizer
 from ..errors import ConfigError, NotFound, RunFolderError
@@ -100,6 +100,8 @@ class Snapshot:
         names = self.model.params
         m = {n: self.ckpt[f"opt.m.{n}"] for n in names if f"opt.m.{n}" in self.ckpt}
         v = {n: self.ckpt[f"opt.v.{n}"] for n in names if f"opt.v.{n}" in self.ckpt}
+        check_finite(self.ckpt, self.source, [f"opt.{k}.{n}" for k, d in (("m", m), ("v", v))
+                                              for n in d])
         return m, v, int(self.ckpt["opt.t"])
 
     def describe(self):
@@ -131,6 +133,7 @@ def load_snapshot(path):
     model = make_model(cfg, mcfg)
     ckpt = load_checkpoint(ckpt_path)
     restore_params(model.params, ckpt, ckpt_path)
+    check_finite(model.params, ckpt_path)
     step = int(ckpt["step"]) if "step" in ckpt else 0
     return Snapshot(cfg, model, ckpt, step, str(ckpt_path), run_dir, saved.get("vocab"))
 

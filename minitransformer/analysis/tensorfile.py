@@ -24,7 +24,7 @@ import struct
 import numpy as np
 
 from ..errors import DataError, NotFound, require
-from ..training.runfolder import atomic_path
+from ..training.runfolder import atomic_path, read_json
 
 ACCEPTED = ("F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL")
 WIDENED = ("F16", "BF16")                      # read as float32
@@ -100,10 +100,5 @@ def read_model_folder(folder, what):
         if not p.is_file():
             raise NotFound(f"{folder} has no {p.name} (sharded or .bin checkpoints are not "
                            f"supported)")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{cfg_path} is not valid JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise DataError(f"{cfg_path} is not a JSON object")
+    config = read_json(cfg_path)                       # a JSON object, or one error naming it
     return config, read_safetensors(st_path)[0]

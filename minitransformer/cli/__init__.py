@@ -37,12 +37,15 @@ def cli():
 
 @cli.command()
 @click.option("--samples", type=int, default=None,
-              help="Elements checked per tensor (default: every element).")
+              help="Elements checked per tensor, at least 1 (default: every element).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def gradcheck(samples, seed):
     """Check every gradient of a tiny GPT and a tiny ViT against finite differences (float64)."""
     from ..engine.gradcheck import tiny_models, format_rows
     from ..init.build import check_config
+    if samples is not None and samples < 1:
+        raise UserError(f"--samples must be at least 1 (a check of nothing passes nothing), "
+                        f"got {samples}")
     failed = 0
     for title, cfg in tiny_models():
         rows = check_config(cfg, seed=seed, n_samples=samples)

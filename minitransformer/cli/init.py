@@ -4,6 +4,7 @@ export_vit. No logic here."""
 import click
 
 from ..init import InitOptions
+from .options import nonempty_path
 
 # (flag, model-config field, type): the model settings `inits --show` can change.
 MODEL_OPTIONS = [
@@ -53,7 +54,8 @@ def inits(name, model, init_std, init_scale, base_width, impulse_k, seed, **fiel
 
 @click.command("import-gpt2")
 @click.argument("hf_dir")
-@click.option("--out", "out_dir", required=True, help="Run folder to write.")
+@click.option("--out", "out_dir", required=True, callback=nonempty_path,
+              help="Run folder to write.")
 def import_gpt2(hf_dir, out_dir):
     """Import a Hugging Face GPT-2 folder (config.json + model.safetensors, and tokenizer.json or
     vocab.json + merges.txt when present) as a run folder. Needs the hf extra."""
@@ -68,7 +70,8 @@ def import_gpt2(hf_dir, out_dir):
 
 @click.command("export-gpt2")
 @click.argument("run_dir")
-@click.option("--out", "out_dir", required=True, help="Folder for config.json + model.safetensors.")
+@click.option("--out", "out_dir", required=True, callback=nonempty_path,
+              help="Folder for config.json + model.safetensors.")
 def export_gpt2(run_dir, out_dir):
     """Write a GPT run as a Hugging Face GPT-2 folder (GPT2LMHeadModel.from_pretrained loads it)."""
     from ..analysis.hf import export_gpt2 as run

@@ -5,6 +5,7 @@ import json
 
 import click
 from ..errors import ConfigError
+from .options import nonempty_path
 
 
 def _emit(result, as_json, fmt):
@@ -54,9 +55,11 @@ def inspect():
               help="Only these matrices (repeatable; NAME or NAME[q|k|v]).")
 def spectra_cmd(target, init, model, init_seed, norm, n_layer, n_embd, n_head, as_json, names):
     """Singular values of every weight matrix vs Marchenko-Pastur, outliers, power-law alpha."""
+    from ..analysis.progress import InstrumentProgress
     from ..measure.spectra import spectra, format_rows
     snap = _snapshot(target, init, model, init_seed, norm, n_layer, n_embd, n_head)
-    rows = spectra(snap.model.params, names or None)
+    with InstrumentProgress("spectra") as progress:
+        rows = spectra(snap.model.params, names or None, progress=progress)
     if names and not rows:
         raise ConfigError(f"no weight matrix named {', '.join(names)}")
     res = dict(snap.describe(), matrices=rows)
@@ -81,11 +84,23 @@ def spectra_cmd(target, init, model, init_seed, norm, n_layer, n_embd, n_head, a
 def sharpness_cmd(target, init, model, init_seed, norm, n_layer, n_embd, n_head, as_json,
                   batch_size, seed, iters, restarts, tol, method, adam):
     """Top Hessian eigenvalue of the training loss (power iteration, float64) vs 2/lr."""
+    from ..analysis.progress import InstrumentProgress
     from ..measure.sharpness import inspect_sharpness
     snap = _snapshot(target, init, model, init_seed, norm, n_layer, n_embd, n_head)
-    res = inspect_sharpness(snap, batch_size=batch_size, seed=seed, iters=iters,
-                            restarts=restarts, tol=tol, adam=adam, method=method)
+    with InstrumentProgress("sharpness") as progress:
+        res = inspect_sharpness(snap, batch_size=batch_size, seed=seed, iters=iters,
+                                restarts=restarts, tol=tol, adam=adam, method=method,
+                                progress=progress)
     _emit(res, as_json, _format_sharpness)
+    if res["above_2_over_lr"] is None or res.get("adam", {}).get("above_threshold", 0) is None:
+        raise click.exceptions.Exit(1)                 # a NaN compared with nothing: no pass
+
+
+def _versus(above, what):
+    """ABOVE / below a threshold; None (a NaN on either side) is no comparison at all."""
+    if above is None:
+        return f"NOT FINITE: no comparison with {what}"
+    return f"{'ABOVE' if above else 'below'} {what}"
 
 
 def _format_sharpness(r):
@@ -97,12 +112,12 @@ def _format_sharpness(r):
              f"  {r['method']}: Hessian-vector products per restart {r['iterations']}, "
              f"converged {r['converged']} (tol {r['tol']:g})",
              f"  lr {r['lr']:.3g} at this step, 2/lr = {r['two_over_lr']:.5g}: lambda_max is "
-             f"{'ABOVE' if r['above_2_over_lr'] else 'below'} 2/lr"]
+             f"{_versus(r['above_2_over_lr'], '2/lr')}"]
     if "adam" in r:
         a = r["adam"]
         lines.append(f"  Adam-preconditioned lambda_max {a['lambda_max']:.5g} vs "
                      f"(2+2b1)/((1-b1) lr) = {a['threshold']:.5g}: "
-                     f"{'ABOVE' if a['above_threshold'] else 'below'}")
+                     f"{_versus(a['above_threshold'], 'it')}")
     lines.append("Healthy: below the threshold, or hovering at it (edge of stability) later in "
                  "training. For Adam, the preconditioned value is the one bounded (--adam).")
     return "\n".join(lines)
@@ -118,14 +133,17 @@ def _format_sharpness(r):
 @click.option("--batches", type=int, default=4, show_default=True, help="Seeded batches averaged.")
 @click.option("--batch-size", type=int, default=None, help="Batch (default: the run's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Batches and directions.")
-@click.option("--plot", "plot_path", default=None, metavar="PNG", help="Also draw it here.")
+@click.option("--plot", "plot_path", default=None, metavar="PNG", callback=nonempty_path,
+              help="Also draw it here.")
 def landscape_cmd(target, init, model, init_seed, norm, n_layer, n_embd, n_head, as_json, modes,
                   points, span, batches, batch_size, seed, plot_path):
     """Loss along init -> trained and along filter-normalized random directions."""
+    from ..analysis.progress import InstrumentProgress
     from ..measure.landscape import inspect_landscape
     snap = _snapshot(target, init, model, init_seed, norm, n_layer, n_embd, n_head)
-    res = inspect_landscape(snap, tuple(m.strip() for m in modes.split(",") if m.strip()),
-                            points, span, batches, batch_size, seed)
+    with InstrumentProgress("landscape") as progress:
+        res = inspect_landscape(snap, tuple(m.strip() for m in modes.split(",") if m.strip()),
+                                points, span, batches, batch_size, seed, progress=progress)
     if plot_path:
         from ..analysis.plots_model import plot_landscape
         plot_landscape(res, plot_path)
@@ -138,7 +156,8 @@ def _format_landscape(r):
     if "interp" in r:
         d = r["interp"]
         lines.append(f"  init -> trained: {d['loss_init']:.4f} -> {d['loss_final']:.4f}, highest "
-                     f"in between {d['max_between']:.4f}, monotonic: {d['monotonic']}")
+                     f"in between {d['max_between']:.4f}, monotonic: "
+                     f"{'NOT FINITE' if d['monotonic'] is None else d['monotonic']}")
         lines.append("    alpha " + " ".join(f"{a:6.2f}" for a in d["alpha"][::4]))
         lines.append("    loss  " + " ".join(f"{v:6.3f}" for v in d["loss"][::4]))
     if "1d" in r:
@@ -191,7 +210,10 @@ def grad_cmd(target, init, model, init_seed, norm, n_layer, n_embd, n_head, as_j
     from ..analysis.inspect_grad import inspect_grad, parse_index, format_result
     idx = parse_index(index)
     snap = _snapshot(target, init, model, init_seed, norm, n_layer, n_embd, n_head)
-    _emit(inspect_grad(snap, name, idx, seed, batch_size, eps), as_json, format_result)
+    res = inspect_grad(snap, name, idx, seed, batch_size, eps)
+    _emit(res, as_json, format_result)
+    if not res["finite"]:
+        raise click.exceptions.Exit(1)                 # a NaN gradient checks nothing: no pass
 
 
 @inspect.command("telemetry")
@@ -247,7 +269,8 @@ def instability_cmd(run_dir, from_steps, points, same_order, plot_path, as_json)
 
 @click.command("plot")
 @click.argument("runs", nargs=-1, required=True, metavar="RUN_DIR [RUN_DIR ...]")
-@click.option("--out", "out", default=None, help="Folder for the PNGs (default: RUN_DIR/plots).")
+@click.option("--out", "out", default=None, callback=nonempty_path,
+              help="Folder for the PNGs (default: RUN_DIR/plots).")
 @click.option("--prompt", default=None, help="GPT: text for the attention maps (default: the "
                                              "start of the validation text).")
 @click.option("--image-index", type=int, default=0, show_default=True,
@@ -268,7 +291,8 @@ def plot(runs, out, prompt, image_index, landscape, x, y, metric):
         raise ConfigError("--x, --y and --metric are for a sweep folder (one with sweep.json)")
     else:
         from ..analysis.plots import plot_runs
-        paths = plot_runs(runs, out, prompt, image_index, landscape)
+        paths = plot_runs(runs, out, prompt, image_index, landscape,
+                          note=lambda text: click.echo(f"plot: {text}", err=True))
     for path in paths:
         click.echo(str(path))
 

@@ -9,6 +9,7 @@ import click
 from click.core import ParameterSource
 
 from ..engine.config import ConfigError
+from .options import nonempty_path
 from ..training.config import TrainConfig, VIT_DEFAULTS
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -102,9 +103,9 @@ def train_options(fn):
 
 
 @click.command()
-@click.option("--out", type=str, default=None,
+@click.option("--out", type=str, default=None, callback=nonempty_path,
               help="Run folder to create [default: runs/<model>-<date>-<time>].")
-@click.option("--resume", type=str, default=None,
+@click.option("--resume", type=str, default=None, callback=nonempty_path,
               help="Continue the run in this folder from its checkpoint (its config.json "
                    "decides every setting). A finished run is left as it is.")
 @click.option("--extend", is_flag=True,
@@ -176,10 +177,15 @@ def invoked_as():
 @click.option("--top-k", type=int, default=None, help="Keep only the k most likely tokens.")
 @click.option("--seed", type=int, default=1337, show_default=True)
 def sample(run_dir, prompt, max_new_tokens, temperature, top_k, seed):
-    """Generate text from the GPT of a run folder."""
-    from ..analysis.sample import sample_run
-    click.echo(sample_run(run_dir, prompt=prompt, max_new_tokens=max_new_tokens,
-                          temperature=temperature, top_k=top_k, seed=seed))
+    """Generate text from the GPT of a run folder (shown as it is made; Ctrl-C keeps it). A run
+    without a vocabulary (an imported GPT-2) takes and prints token ids."""
+    from ..analysis.sample import sample_pieces, write_stream
+    head, pieces = sample_pieces(run_dir, prompt=prompt, max_new_tokens=max_new_tokens,
+                                 temperature=temperature, top_k=top_k, seed=seed)
+    n, interrupted = write_stream(head, pieces, click.get_text_stream("stdout"))
+    if interrupted:
+        click.echo(f"interrupted: kept the {n} of {max_new_tokens} tokens made", err=True)
+        raise click.exceptions.Exit(130)
 
 
 @click.command()

@@ -1,6 +1,7 @@
 """Text generation with a GPT, one token at a time.
 
     new_ids = generate(model, start_ids(vocab, "ROMEO:"), 300, rng, temperature=0.8, top_k=None)
+    for i in generate_iter(model, ids, 300, rng):      # the same, one id as soon as it is drawn
 
 Each new token: the last block_size ids are the context, the model's logits at the last position
 are divided by the temperature, all but the top_k largest are dropped (when top_k is set),
@@ -29,15 +30,26 @@ def start_ids(vocab, prompt):
 
 def generate(model, ids, max_new_tokens, rng, temperature=1.0, top_k=None):
     """ids (n,) -> (max_new_tokens,) new ids, drawn one at a time from the model."""
+    check_sampling(max_new_tokens, temperature, top_k)
+    return np.fromiter(generate_iter(model, ids, max_new_tokens, rng, temperature, top_k),
+                       dtype=np.int64, count=max_new_tokens)
+
+
+def check_sampling(max_new_tokens, temperature, top_k):
+    """ConfigError for settings that cannot sample (checked before any work)."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"temperature must be positive and finite, got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
         raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
     if max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens!r}")
+
+
+def generate_iter(model, ids, max_new_tokens, rng, temperature=1.0, top_k=None):
+    """Yield max_new_tokens new ids one at a time (so a caller can show each as it comes and
+    keep what was made when interrupted). Settings are those of check_sampling."""
     T = model.cfg.block_size
     ids = list(np.asarray(ids, dtype=np.int64))
-    new = []
     for _ in range(max_new_tokens):
         ctx = np.array(ids[-T:], dtype=np.int64)[None]          # (1, <=T)
         logits = model.forward(ctx)[0, -1].astype(np.float64)   # (1, t, V) -> (V,)
@@ -50,5 +62,4 @@ def generate(model, ids, max_new_tokens, rng, temperature=1.0, top_k=None):
         nxt = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
         nxt = min(nxt, len(cdf) - 1)
         ids.append(nxt)
-        new.append(nxt)
-    return np.array(new, dtype=np.int64)
+        yield nxt

@@ -13,6 +13,7 @@ import numpy as np
 
 from .config import GPTConfig, ViTConfig
 from .kinds import kind_of
+from ..errors import ConfigError
 
 EPS = 1e-5          # float64: truncation O(ε²) and round-off O(1e-16/ε) both near 1e-10
 LAYER_TOL = 1e-7
@@ -39,7 +40,9 @@ class CheckRow(NamedTuple):
 
     @property
     def ok(self):
-        return bool(np.isfinite(self.rel_error) and (self.rel_error < self.tol or self.zero))
+        """Checked at least one element (an empty check is no pass) and agrees."""
+        return bool(self.checked > 0 and np.isfinite(self.rel_error)
+                    and (self.rel_error < self.tol or self.zero))
 
 
 def scale_of(a, b):
@@ -71,7 +74,11 @@ def numerical_grad(f, x, eps=EPS, idx=None):
 
 
 def sample_positions(size, n_samples, rng):
-    """All positions, or n_samples of them drawn without replacement."""
+    """All positions, or n_samples >= 1 of them drawn without replacement."""
+    if n_samples is not None and (isinstance(n_samples, bool) or int(n_samples) != n_samples
+                                  or n_samples < 1):
+        raise ConfigError(f"samples per tensor must be a positive integer (a check of nothing "
+                          f"passes nothing), got {n_samples!r}")
     if n_samples is None or n_samples >= size:
         return np.arange(size)
     return np.sort(rng.choice(size, n_samples, replace=False))

@@ -45,40 +45,45 @@ def mean_loss(model, batches):
     return float(np.mean([model.loss(x, y) for x, y in batches]))
 
 
-def _along(model, theta, vectors, coeffs, batches):
-    """L(theta + Σ c_i v_i) for one set of coefficients; restores nothing (callers do)."""
+def _along(model, theta, vectors, coeffs, batches, tick=None):
+    """L(theta + Σ c_i v_i) for one set of coefficients; restores nothing (callers do).
+    tick: optional callable, called once the loss is known (progress)."""
     point = theta.copy()
     for c, v in zip(coeffs, vectors):
         point += c * v
     assign(model.params, point)
-    return mean_loss(model, batches)
+    loss = mean_loss(model, batches)
+    if tick is not None:
+        tick()
+    return loss
 
 
-def interpolation(model, theta0, theta1, alphas, batches):
+def interpolation(model, theta0, theta1, alphas, batches, tick=None):
     """[L((1 − α) θ0 + α θ1) for α in alphas]; model.params is restored afterwards.
     theta0, theta1: {name: array} (e.g. the init model's params and the trained ones)."""
     saved = flatten(model.params)
     a, b = flatten(theta0), flatten(theta1)
     try:
-        return [_along(model, a, [b - a], [alpha], batches) for alpha in alphas]
+        return [_along(model, a, [b - a], [alpha], batches, tick) for alpha in alphas]
     finally:
         assign(model.params, saved)
 
 
-def slice_1d(model, direction, alphas, batches):
+def slice_1d(model, direction, alphas, batches, tick=None):
     """[L(θ + α d) for α in alphas] around the current θ; model.params is restored."""
     theta, d = flatten(model.params), flatten(direction)
     try:
-        return [_along(model, theta, [d], [alpha], batches) for alpha in alphas]
+        return [_along(model, theta, [d], [alpha], batches, tick) for alpha in alphas]
     finally:
         assign(model.params, theta)
 
 
-def slice_2d(model, d1, d2, alphas, betas, batches):
+def slice_2d(model, d1, d2, alphas, betas, batches, tick=None):
     """losses[i][j] = L(θ + alphas[j] d1 + betas[i] d2) (rows: β, columns: α); restored after."""
     theta, v1, v2 = flatten(model.params), flatten(d1), flatten(d2)
     try:
-        return [[_along(model, theta, [v1, v2], [a, b], batches) for a in alphas] for b in betas]
+        return [[_along(model, theta, [v1, v2], [a, b], batches, tick) for a in alphas]
+                for b in betas]
     finally:
         assign(model.params, theta)
 
@@ -86,13 +91,26 @@ def slice_2d(model, d1, d2, alphas, betas, batches):
 MODES = ("interp", "1d", "2d")
 
 
+class _Ticks:
+    """Counts loss evaluations for an optional progress(done, total, note) callback."""
+
+    def __init__(self, progress, total):
+        self.progress, self.total, self.done, self.note = progress, total, 0, ""
+
+    def __call__(self):
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total, self.note)
+
+
 def inspect_landscape(snap, modes=("interp", "1d"), points=21, span=1.0, n_batches=4,
-                      batch_size=None, seed=0):
+                      batch_size=None, seed=0, progress=None):
     """What `python cli.py inspect landscape` reports for a Snapshot: for each mode, the
     coordinates and the mean training loss over n_batches seeded batches.
     interp: α from about −0.5 to 1.5 in steps of 1/(points − 1) (0 = init, 1 = the snapshot);
     1d: α in [−span, span] along one filter-normalized direction;
-    2d: a points x points grid over [−span, span]² (each point costs n_batches forward passes)."""
+    2d: a points x points grid over [−span, span]² (each point costs n_batches forward passes).
+    progress: optional progress(done, total, note) after each point."""
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise ConfigError(f"unknown landscape mode {', '.join(bad) or '(none)'}: choose from "
@@ -108,26 +126,34 @@ def inspect_landscape(snap, modes=("interp", "1d"), points=21, span=1.0, n_batch
     out = dict(snap.describe(), n_batches=n_batches, batch_size=int(len(batches[0][0])),
                batch_seed=seed, loss=mean_loss(model, batches))
     rng = np.random.default_rng(seed)
+    h = (points - 1) // 2
+    sizes = {"interp": points + 2 * h, "1d": points, "2d": points * points}
+    tick = _Ticks(progress, sum(sizes[m] for m in set(modes)))
     if "interp" in modes:
+        tick.note = "interpolation init -> trained"
         if snap.step == 0:
             raise ConfigError(f"{snap.source} is at step 0: interpolation needs a trained snapshot")
-        h = (points - 1) // 2                          # points between init and final, and
-        alphas = np.arange(-h, points + h) / (points - 1)   # half as many beyond each end
+        # points between init and final, and half as many (h) beyond each end
+        alphas = np.arange(-h, points + h) / (points - 1)
         init = snap.init_model(dtype=next(iter(model.params.values())).dtype)
-        losses = interpolation(model, init.params, model.params, alphas, batches)
+        losses = interpolation(model, init.params, model.params, alphas, batches, tick)
         i0, i1 = int(np.argmin(np.abs(alphas))), int(np.argmin(np.abs(alphas - 1)))
         seg = losses[i0:i1 + 1]
+        finite = bool(np.isfinite(seg).all())          # a NaN makes every comparison False
         out["interp"] = {"alpha": alphas.tolist(), "loss": losses,
                          "loss_init": losses[i0], "loss_final": losses[i1],
-                         "max_between": float(max(seg)),
-                         "monotonic": bool(all(b <= a + 1e-6 for a, b in zip(seg, seg[1:])))}
+                         "max_between": float(max(seg)) if finite else float("nan"),
+                         "monotonic": bool(all(b <= a + 1e-6 for a, b in zip(seg, seg[1:])))
+                         if finite else None}
     alphas = np.linspace(-span, span, points)
     if "1d" in modes:
         d = filter_normalized_direction(model.params, rng)
-        out["1d"] = {"alpha": alphas.tolist(), "loss": slice_1d(model, d, alphas, batches)}
+        tick.note = "1-D slice"
+        out["1d"] = {"alpha": alphas.tolist(), "loss": slice_1d(model, d, alphas, batches, tick)}
     if "2d" in modes:
         d1 = filter_normalized_direction(model.params, rng)
         d2 = filter_normalized_direction(model.params, rng)
+        tick.note = "2-D slice"
         out["2d"] = {"alpha": alphas.tolist(), "beta": alphas.tolist(),
-                     "loss": slice_2d(model, d1, d2, alphas, alphas, batches)}
+                     "loss": slice_2d(model, d1, d2, alphas, alphas, batches, tick)}
     return out

@@ -109,15 +109,35 @@ def _lanczos(matvec, n, rng, iters, tol):
         return (float(vals.max()) if len(vals) else math.nan), count[0], False
 
 
+class _Products:
+    """v -> H v (or D^½ H D^½ v with the preconditioner's square root s), counting the products
+    for an optional progress(done, total, note) callback."""
+
+    def __init__(self, model, x, y, theta, eps, s=None, progress=None, total=1):
+        self.model, self.x, self.y, self.theta, self.eps, self.s = model, x, y, theta, eps, s
+        self.progress, self.total, self.done, self.note = progress, total, 0, ""
+
+    def __call__(self, v):
+        if self.s is None:
+            hv = hvp(self.model, self.x, self.y, self.theta, v, self.eps)
+        else:
+            hv = self.s * hvp(self.model, self.x, self.y, self.theta, self.s * v, self.eps)
+        self.done += 1
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total, self.note)
+        return hv
+
+
 def top_eigenvalue(model, x, y, iters=100, restarts=3, tol=1e-2, eps=1e-4, seed=0,
-                   preconditioner=None, method="power"):
+                   preconditioner=None, method="power", progress=None):
     """Top (most positive) Hessian eigenvalue of model.loss(x, y) at model.params, which must be
     float64 (use Snapshot.model_as("float64")). preconditioner: optional flat vector d; then the
     eigenvalue is that of D^½ H D^½ with D = diag(d), the same as that of D·H (for Adam,
     d = lr_mult/(√v̂ + ε)). method "power" (the module docstring) or "lanczos" (scipy's eigsh:
     far fewer products when the top eigenvalues are close). Returns a dict: lambda_max,
     restarts (one λ each), spread, iterations (Hessian-vector products per restart),
-    converged, eps, tol, n_params, method."""
+    converged, eps, tol, n_params, method. progress: optional progress(done, total, note)
+    after each Hessian-vector product (total: the most products the restarts may take)."""
     if any(p.dtype != np.float64 for p in model.params.values()):
         raise ConfigError("sharpness needs a float64 model (finite differences of a float32 "
                          "gradient are mostly rounding noise)")
@@ -131,14 +151,13 @@ def top_eigenvalue(model, x, y, iters=100, restarts=3, tol=1e-2, eps=1e-4, seed=
     if s is not None and s.shape != (n,):
         raise ConfigError(f"preconditioner has {s.size} entries, the model {n} parameters")
 
-    def matvec(v):
-        if s is None:
-            return hvp(model, x, y, theta, v, eps)
-        return s * hvp(model, x, y, theta, s * v, eps)  # D^½ H D^½ v
-
+    per_restart = iters * (2 if method == "power" else 1)     # power: + the shifted run
+    matvec = _Products(model, x, y, theta, eps, s, progress, total=restarts * per_restart)
     lams, its, conv = [], [], []
     try:
         for r in range(restarts):
+            matvec.done = r * per_restart                # at most; a restart may converge early
+            matvec.note = f"Hessian-vector products (at most), restart {r + 1}/{restarts}"
             rng = np.random.default_rng([seed, r])
             if method == "lanczos":
                 lam, it, ok = _lanczos(matvec, n, rng, iters, tol)
@@ -152,9 +171,11 @@ def top_eigenvalue(model, x, y, iters=100, restarts=3, tol=1e-2, eps=1e-4, seed=
             conv.append(ok)
     finally:
         assign(model.params, theta)
-    return {"lambda_max": float(max(lams)), "restarts": [float(v) for v in lams],
-            "spread": float(max(lams) - min(lams)), "iterations": its, "converged": conv,
-            "eps": eps, "tol": tol, "n_params": int(n), "method": method}
+    finite = all(math.isfinite(v) for v in lams)      # max() would drop a NaN by its position
+    return {"lambda_max": float(max(lams)) if finite else math.nan,
+            "restarts": [float(v) for v in lams],
+            "spread": float(max(lams) - min(lams)) if finite else math.nan, "iterations": its,
+            "converged": conv, "eps": eps, "tol": tol, "n_params": int(n), "method": method}
 
 
 def adam_preconditioner(params, adam_state, beta2, eps, lr_mult=None):
@@ -203,7 +224,7 @@ def full_hessian(model, x, y, h=1e-5):
 
 
 def inspect_sharpness(snap, batch_size=None, seed=0, iters=100, restarts=3, tol=1e-2, eps=1e-4,
-                      adam=False, method="power"):
+                      adam=False, method="power", progress=None):
     """What `python cli.py inspect sharpness` reports for a Snapshot (see snapshot.py)."""
     x, y = snap.batch(seed=seed, batch_size=batch_size)
     m64 = snap.model_as("float64")
@@ -212,8 +233,8 @@ def inspect_sharpness(snap, batch_size=None, seed=0, iters=100, restarts=3, tol=
     out = dict(snap.describe(), batch_size=int(len(x)), batch_seed=seed, lr=lr,
                two_over_lr=2.0 / lr, loss=float(m64.loss(x, y)))
     out.update(top_eigenvalue(m64, x, y, iters=iters, restarts=restarts, tol=tol, eps=eps,
-                              seed=seed, method=method))
-    out["above_2_over_lr"] = out["lambda_max"] > out["two_over_lr"]
+                              seed=seed, method=method, progress=progress))
+    out["above_2_over_lr"] = _above(out["lambda_max"], out["two_over_lr"])
     if adam:
         state = snap.adam_state()
         if state is None:
@@ -221,9 +242,16 @@ def inspect_sharpness(snap, batch_size=None, seed=0, iters=100, restarts=3, tol=
                              f"needs a checkpoint trained with adamw")
         d = adam_preconditioner(m64.params, state, cfg.beta2, 1e-8, snap.lr_mult())
         pre = top_eigenvalue(m64, x, y, iters=iters, restarts=restarts, tol=tol, eps=eps,
-                             seed=seed, preconditioner=d, method=method)
+                             seed=seed, preconditioner=d, method=method, progress=progress)
         thr = (2 + 2 * cfg.beta1) / ((1 - cfg.beta1) * lr)
         out["adam"] = {"lambda_max": pre["lambda_max"], "restarts": pre["restarts"],
                        "spread": pre["spread"], "iterations": pre["iterations"],
-                       "threshold": thr, "above_threshold": pre["lambda_max"] > thr}
+                       "threshold": thr, "above_threshold": _above(pre["lambda_max"], thr)}
     return out
+
+
+def _above(value, threshold):
+    """value > threshold, or None when either is not finite: NaN is never "below"."""
+    if not (math.isfinite(value) and math.isfinite(threshold)):
+        return None
+    return bool(value > threshold)

@@ -166,15 +166,18 @@ def matrix_spectrum(w):
     return row, eigs
 
 
-def spectra(params, names=None):
+def spectra(params, names=None, progress=None):
     """One row per weight matrix (Q, K, V apart), in parameter order: {"name", ...} as
-    matrix_spectrum, without the eigenvalues (see eigenvalues() for those)."""
+    matrix_spectrum, without the eigenvalues (see eigenvalues() for those).
+    progress: optional progress(done, total, name) after each matrix."""
+    todo = [(name, w) for name, w in weight_matrices(params)
+            if names is None or name in names or name.split("[")[0] in names]
     rows = []
-    for name, w in weight_matrices(params):
-        if names is not None and name not in names and name.split("[")[0] not in names:
-            continue
+    for k, (name, w) in enumerate(todo, start=1):
         row, _ = matrix_spectrum(w)
         rows.append(dict({"name": name}, **row))
+        if progress is not None:
+            progress(k, len(todo), name)
     return rows
 
 

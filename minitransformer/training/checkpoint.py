@@ -7,6 +7,7 @@ one clear error for every way the file can be unusable.
     save_checkpoint(path, params, opt, step, streams, carry)     # the training loop
     step = restore_checkpoint(path, params, opt, streams, carry) # --resume
     cfg, model, info = load_run("runs/demo")   # a run folder's model with its checkpoint's weights
+    check_finite(arrays, path)                 # CheckpointError naming tensors with NaN or inf
 """
 from pathlib import Path
 import json
@@ -89,6 +90,21 @@ def restore_params(params, ckpt, path):
         p[...] = ckpt[name]
 
 
+def check_finite(arrays, path, names=None):
+    """CheckpointError naming every float tensor of `arrays` (those in `names`, default all)
+    that holds NaN or inf: weights from which nothing can be sampled, measured or exported."""
+    names = list(arrays) if names is None else list(names)
+    bad = []
+    for name in names:
+        a = np.asarray(arrays[name])
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            bad.append(f"{name} ({int(np.isnan(a).sum())} NaN, {int(np.isinf(a).sum())} inf)")
+    if bad:
+        raise CheckpointError(f"{path} holds non-finite values in {len(bad)} of {len(names)} "
+                              f"tensors: {', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}; "
+                              f"nothing can be computed from them")
+
+
 def restore_checkpoint(path, params, opt, streams, state):
     """Load everything a checkpoint holds into the live objects (params, optimizer, generators,
     the train.* entries of `state`); returns its step. Anything missing or mis-shaped is a
@@ -120,5 +136,6 @@ def load_run(run_dir):
     ckpt_path = run_files(run_dir).checkpoint
     ckpt = load_checkpoint(ckpt_path)
     restore_params(model.params, ckpt, ckpt_path)
+    check_finite(model.params, ckpt_path)
     info = dict(saved, step=int(ckpt["step"]) if "step" in ckpt else None)
     return cfg, model, info

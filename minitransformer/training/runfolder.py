@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from ..errors import NotFound, RunFolderError
+from ..errors import ConfigError, NotFound, RunFolderError
 from ..measure.telemetry import json_safe
 from .config import TrainConfig, config_from_dict
 from .tokenizer import run_tokenizer
@@ -433,10 +433,41 @@ def read_run_config(run_dir, model_config=True):
     """(config.json as a dict, its TrainConfig, its GPTConfig/ViTConfig or None) of a run
     folder; an unusable config.json is one RunFolderError naming it."""
     saved = read_saved_config(run_dir)
+    path = run_files(run_dir).config
+    _check_keys(saved, ("train", "model"), path, "")
     try:
         cfg = TrainConfig.from_dict(saved["train"])
         mcfg = config_from_dict(cfg.model, saved["model"]) if model_config else None
-    except (KeyError, TypeError) as e:
-        raise RunFolderError(f"{run_files(run_dir).config} is incomplete or damaged "
-                             f"({e})") from None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise RunFolderError(f"{path} is incomplete or damaged ({e})") from None
+    except ConfigError as e:                        # a value no run could have written
+        raise RunFolderError(f"{path}: {e}") from None
+    if mcfg is not None:
+        check_vocab(saved, mcfg, path)
     return saved, cfg, mcfg
+
+
+def check_vocab(saved, mcfg, path):
+    """A GPT run's "vocab" holds exactly vocab_size distinct characters (id i is vocab[i]), or
+    is null: a model without a character vocabulary (an imported GPT-2 works on token ids).
+    Anything else (a shortened or edited vocabulary) is a RunFolderError naming config.json."""
+    if not hasattr(mcfg, "vocab_size"):
+        return
+    if "vocab" not in saved:
+        raise RunFolderError(f"{path}: key 'vocab' is missing (expected the run's characters, "
+                             f"or null)")
+    vocab = saved["vocab"]
+    if vocab is None:
+        return
+    if not isinstance(vocab, str):
+        raise RunFolderError(f"{path}: 'vocab' must be a string of characters, found "
+                             f"{type(vocab).__name__}")
+    if len(vocab) != mcfg.vocab_size:
+        raise RunFolderError(f"{path}: 'vocab' has {len(vocab)} characters but the model's "
+                             f"vocab_size (rows of wte.weight) is {mcfg.vocab_size}; the file "
+                             f"was edited or damaged")
+    if len(set(vocab)) != len(vocab):
+        dup = next(ch for i, ch in enumerate(vocab) if ch in vocab[:i])
+        raise RunFolderError(f"{path}: 'vocab' holds the character {dup!r} twice; each "
+                             f"character must appear once")
+
