@@ -388,7 +388,7 @@ def test_sample_streams_on_a_terminal_and_keeps_its_text_on_ctrl_c(runs):
     assert code == 130, err
     kept = int(err.split("kept the ")[1].split(" of")[0])
     assert text.startswith("ab") and text.endswith("\n")
-    assert len(text) - len("ab\n") == kept >= 38                # every token made was printed
+    assert len(text) - len("ab\n") == kept >= 20                # every token made was printed
 
 
 def test_write_stream_keeps_what_was_made_when_interrupted():
