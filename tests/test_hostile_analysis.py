@@ -385,10 +385,10 @@ def test_sample_streams_on_a_terminal_and_keeps_its_text_on_ctrl_c(runs):
     text = text.replace("\x1b[0m", "")                         # a terminal reset at exit
     err = p.stderr.read().decode()
     p.stderr.close()
-    assert code == 130, err
+    assert code == 130, (err, text)
     kept = int(err.split("kept the ")[1].split(" of")[0])
-    assert text.startswith("ab") and text.endswith("\n")
-    assert len(text) - len("ab\n") == kept >= 20                # every token made was printed
+    assert text.startswith("ab") and text.endswith("\n"), (err, text)
+    assert len(text) - len("ab\n") == kept >= 20, (err, text)  # every token made was printed
 
 
 def test_write_stream_keeps_what_was_made_when_interrupted():
