@@ -61,6 +61,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("state.py", "what a run carries between the loop's parts: Carry (in checkpoints) and Run"),
         ("loop.py", "the training loop in parts: setup, step, evaluate, checkpoint, finish; resume"),
         ("runfolder.py", "the run folder: file names, config.json readers, atomic writes, the lock, log truncation"),
+        ("lock.py", "one writer per run folder: the flock, the live PID in one line"),
         ("checkpoint.py", "checkpoints as plain arrays (no pickle); load_run: a run's model with its weights"),
         ("transfer.py", "--init-from: another run's weights as the starting point"),
         ("masks.py", "pruning masks: prunable tensors, magnitude and random pruning, rewinding, mask.npz"),

@@ -25,7 +25,7 @@ from minitransformer.training.config import TrainConfig
 from minitransformer.training.data import load_text
 from minitransformer.training.loop import resume, run
 from minitransformer.training.preflight import check_memory, memory_estimate
-from minitransformer.training.runfolder import lock_folder
+from minitransformer.training.lock import lock_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",

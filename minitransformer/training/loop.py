@@ -54,9 +54,10 @@ from .masks import (apply_masks, mask_optimizer_state, run_masks, save_masks, sp
 from .preflight import data_fingerprint, check_data, check_memory
 from .progress import Progress, hms
 from .signals import Interrupted
+from .lock import check_not_in_use
 from .runfolder import (append_jsonl, truncate_logs, default_out_dir, check_out_dir, run_files,
                         read_json, read_run_config, write_json, write_run_config, claim_folder,
-                        remove_half_made, check_not_in_use, recorded_bpe,
+                        remove_half_made, recorded_bpe,
                         save_tokenizer)
 from .step import train_step
 from .state import Carry, Run
