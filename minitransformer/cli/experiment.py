@@ -4,19 +4,7 @@ one `error:` line (exit 2) like every other user error."""
 import click
 
 from ..errors import ConfigError
-
-
-def _count(flag, text):
-    """A positive integer option given as text, or None."""
-    if text is None:
-        return None
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ConfigError(f"{flag} must be a positive integer, got {text!r}")
-    return n
+from .options import positive_count
 
 
 @click.group("experiment")
@@ -47,11 +35,11 @@ def run(name, size, out, workers, scheduler, seeds):
     """Run study NAME through the sweep engine and write DIR/report.md, figures, results.csv
     and verdict.json. Running it again resumes."""
     from ..studies.experiments.runner import run_experiment
-    workers = _count("--workers", workers)
+    workers = positive_count("--workers", workers)
     if workers is not None and scheduler is not None:
         raise ConfigError("give either --workers or --scheduler, not both")
     doc = run_experiment(name, size=size, out=out, workers=workers, scheduler=scheduler,
-                         seeds=_count("--seeds", seeds))
+                         seeds=positive_count("--seeds", seeds))
     click.echo(f"{name}: Verdict: {doc['verdict']} ({doc['n_runs']} runs) -> "
                f"{out or f'experiments/{name}-{size}'}/report.md")
 

@@ -13,3 +13,17 @@ def nonempty_path(ctx, param, value):
         raise ConfigError(f"{flag} is empty: give a name (an empty path would mean the current "
                           f"folder; write . if that is what you want)")
     return value
+
+
+def positive_count(flag, text):
+    """A positive integer option given as text (None stays None), else one ConfigError naming
+    the option: `--workers 0` or `--seeds two` never reach the library."""
+    if text is None:
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"{flag} must be a positive integer, got {text!r}")
+    return n

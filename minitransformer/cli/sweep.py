@@ -5,19 +5,8 @@ import click
 from click.core import ParameterSource
 
 from ..errors import ConfigError
+from .options import positive_count
 from .train import train_options
-
-
-def _parse_workers(text):
-    if text is None:
-        return None
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ConfigError(f"--workers must be a positive integer, got {text!r}")
-    return n
 
 
 @click.command()
@@ -45,7 +34,7 @@ def sweep(ctx, out, resume, grids, seeds, workers, scheduler, quiet, **options):
     given = {name: value for name, value in options.items()
              if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
                                                    ParameterSource.ENVIRONMENT)}
-    n_workers = _parse_workers(workers)
+    n_workers = positive_count("--workers", workers)
     if resume is not None:
         if given or grids or seeds is not None or out is not None:
             names = ["--" + n.replace("_", "-") for n in sorted(given)]
