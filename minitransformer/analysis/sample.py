@@ -9,6 +9,10 @@ any vocabulary (a GPT-2 imported without tokenizer files) samples token ids: the
 ("464 318", default 0) and so is the output, separated by spaces. `write_stream` prints the text
 as it is made (flushed per token on a terminal) and keeps it on Ctrl-C.
 """
+import contextlib
+import signal
+import threading
+
 import numpy as np
 
 from ..engine.generate import check_sampling, generate_iter
@@ -95,12 +99,28 @@ def write_stream(head, pieces, out, flush_each=None):
     out.write(head)
     try:
         for piece in pieces:
-            out.write(piece)
-            n += 1
-            if flush_each:
-                out.flush()
+            with _sigint_held():                    # written and counted, or neither
+                out.write(piece)
+                n += 1
+                if flush_each:
+                    out.flush()
     except KeyboardInterrupt:
         interrupted = True
     out.write("\n")
     out.flush()
     return n, interrupted
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """Hold back SIGINT for the duration (it is delivered right after), so that a Ctrl-C cannot
+    fall between writing a piece and counting it. Only the main thread can do so."""
+    hold = (hasattr(signal, "pthread_sigmask")
+            and threading.current_thread() is threading.main_thread())
+    if hold:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if hold:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
