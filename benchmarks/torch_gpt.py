@@ -3,6 +3,8 @@
 
     pip install torch          # CPU build; PyTorch is not a dependency of minitransformer
     python benchmarks/torch_gpt.py [--iters 50] [--warmup 5] [--rounds 3] [--json]
+    python benchmarks/torch_gpt.py --threads 1      # one BLAS / Numba / torch thread each
+    python benchmarks/torch_gpt.py --shape gpu      # nanoGPT's GPU shape: L6 H6 C384 T256 B8
 
 The PyTorch model is GPT-2 as nanoGPT writes it, with our configuration: learned positions, pre-LN
 blocks (LayerNorm eps 1e-5), fused qkv projection, causal scaled-dot-product attention
@@ -12,25 +14,22 @@ loss.backward / loss_and_grads, global gradient-norm clipping to 1.0, AdamW (lr 
 0.99, weight decay 0.1 on 2-D tensors only; torch.optim.AdamW with its default implementation).
 Both train in float32 on the same fixed batch of random tokens with all cores.
 
-Timing is the same function (minitransformer.bench.time_iterations) for both: `warmup` untimed
-iterations, then `iters` timed ones. To be fair on a busy machine the two alternate in `rounds`
-blocks, and each side's median is over all its timed iterations. Each block runs in a fresh
-child process by default: in one process PyTorch's OpenMP threads and NumPy's OpenBLAS threads
-compete for the cores and both sides measured 20-40% slower here (--same-process shows it).
-Ratio = ours / torch ms/iter (below 1 means we are faster).
+Timing is the same function (minitransformer.analysis.bench.time_iterations) for both: `warmup`
+untimed iterations, then `iters` timed ones. To be fair on a busy machine the two alternate in
+`rounds` blocks, each in a fresh process (benchmarks/versus.py says why), and each side's median
+and p90 are over all its timed iterations. Ratio = ours / torch ms/iter (below 1 means we are
+faster).
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout
+import versus  # noqa: F401  (puts the checkout on sys.path)
+from minitransformer import GPTConfig, runtime
+from minitransformer.analysis.bench import model_flops, ours_step_fn, time_iterations
 
-from minitransformer import GPTConfig  # noqa: E402
-from minitransformer.analysis.bench import (gemm_peak, model_flops, ours_step_fn,     # noqa: E402
-                                   time_iterations, summarize)
+SHAPES = {"cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12),
+          "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=8)}
 
 
 def torch_step_fn(torch, cfg, batch_size, seed=0):
@@ -100,40 +99,37 @@ def time_side(side, a):
         step, _ = ours_step_fn(cfg, a.batch_size)
     else:
         import torch
-        torch.set_num_threads(os.cpu_count())
         step, _ = torch_step_fn(torch, cfg, a.batch_size)
     return time_iterations(step, a.iters, a.warmup)
 
 
-def time_side_in_child(side, a):
-    """time_side in a fresh Python process, so that only one side's thread pools exist."""
-    cmd = [sys.executable, __file__, "--child", side] + [
-        f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
-        if k not in ("json", "child", "same_process", "gemm_size")]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shape", choices=tuple(SHAPES), default="cpu",
+                    help="cpu: nanoGPT's CPU config (4x4x128, T 64, B 12); gpu: its GPU shape "
+                         "(6x6x384, T 256, B 8); the options below override it")
+    versus.add_common_options(ap, {k.replace("_", "-"): None for k in SHAPES["cpu"]}
+                              | {"vocab-size": 65})
+    a = ap.parse_args()
+    for k, v in SHAPES[a.shape].items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    return a
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for name, default in (("n-layer", 4), ("n-head", 4), ("n-embd", 128), ("block-size", 64),
-                          ("batch-size", 12), ("vocab-size", 65), ("iters", 50), ("warmup", 5),
-                          ("rounds", 3)):
-        ap.add_argument("--" + name, type=int, default=default)
-    ap.add_argument("--gemm-size", type=int, default=2048, help="n of the n x n GEMM peak test")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
-    ap.add_argument("--same-process", action="store_true",
-                    help="time both sides in this process (their thread pools then compete)")
-    ap.add_argument("--child", choices=("ours", "torch"), help=argparse.SUPPRESS)
-    a = ap.parse_args()
+    a = parse_args()
     try:
         import torch
     except ImportError:
         sys.exit("PyTorch is not installed: `pip install torch` (CPU build) to compare; "
                  "`python cli.py bench` times minitransformer alone.")
     if a.child:                                                # one block of one side, as JSON
-        print(json.dumps(time_side(a.child, a)))
+        versus.child_main(a, time_side)
         return
+    if a.same_process:
+        runtime.setup(threads=a.threads)
+        torch.set_num_threads(a.threads or torch.get_num_threads())
 
     cfg = GPTConfig(vocab_size=a.vocab_size, block_size=a.block_size, n_layer=a.n_layer,
                     n_head=a.n_head, n_embd=a.n_embd)
@@ -144,37 +140,14 @@ def main():
     assert n_params == n_torch, (n_params, n_torch)            # the same model, tensor for tensor
     del model, tmodel
     flops = model_flops(cfg, n_params - cfg.block_size * cfg.n_embd, a.batch_size)
-    tokens = a.batch_size * a.block_size
-    peak = gemm_peak(a.gemm_size)
-
-    run_side = (lambda side: time_side(side, a)) if a.same_process else \
-        (lambda side: time_side_in_child(side, a))
-    t_ours, t_torch = [], []
-    for _ in range(a.rounds):                                  # alternate: shared load hits both
-        t_ours += run_side("ours")
-        t_torch += run_side("torch")
-    peak = max(peak, gemm_peak(a.gemm_size))                   # before and after, as bench
-    s_ours = summarize(t_ours, tokens, flops, peak)
-    s_torch = summarize(t_torch, tokens, flops, peak)
-    report = dict(config={k: v for k, v in vars(a).items() if k != "child"}, n_params=n_params,
-                  gflop_per_iter=round(flops / 1e9, 4), gemm_peak_gflops=round(peak, 1),
-                  torch_version=torch.__version__, threads=os.cpu_count(),
-                  minitransformer=s_ours, torch=s_torch,
-                  ratio_ours_over_torch=round(s_ours["ms_median"] / s_torch["ms_median"], 3))
+    t_ours, t_torch, peak = versus.alternate(__file__, a, time_side)
+    r = versus.report(a, torch.__version__, n_params, flops, a.batch_size * a.block_size,
+                      t_ours, t_torch, peak)
     if a.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(r, indent=2))
         return
-    where = "one process" if a.same_process else "a fresh process per block"
-    print(f"GPT L={a.n_layer} NH={a.n_head} C={a.n_embd} T={a.block_size} B={a.batch_size}: "
-          f"{n_params:,} parameters, {flops / 1e9:.3f} GFLOP/iter, float32, "
-          f"{a.rounds} alternating blocks of {a.iters} timed iterations per side ({where})")
-    print(f"measured GEMM peak (np.matmul {a.gemm_size}^2 float32): {peak:.1f} GFLOP/s")
-    print(f"{'':16}{'ms/iter median':>16}{'mean':>10}{'tokens/s':>12}{'GFLOP/s':>10}"
-          f"{'of peak':>10}")
-    for name, s in (("minitransformer", s_ours), (f"torch {torch.__version__}", s_torch)):
-        print(f"{name:16}{s['ms_median']:16.2f}{s['ms_mean']:10.2f}{s['tokens_per_s']:12,.0f}"
-              f"{s['gflops']:10.1f}{s['fraction_of_peak']:10.1%}")
-    print(f"ratio ours / torch (median ms/iter): {report['ratio_ours_over_torch']:.2f}")
+    versus.print_report(r, f"GPT L={a.n_layer} NH={a.n_head} C={a.n_embd} T={a.block_size} "
+                           f"B={a.batch_size}", a.gemm_size)
 
 
 if __name__ == "__main__":

@@ -180,12 +180,13 @@ def test_sample_command(run_dir, run_cli):
 def test_bench_json(run_cli):
     code, out, _ = run_cli("bench", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
                            "--block-size", "16", "--batch-size", "4", "--iters", "3",
-                           "--warmup", "1", "--json")
+                           "--warmup", "1", "--gemm-size", "256", "--json")
     assert code == 0
     r = json.loads(out)
-    for key in ("ms_median", "ms_mean", "tokens_per_s", "gflops", "gemm_peak_gflops",
+    for key in ("ms_median", "ms_p90", "ms_mean", "tokens_per_s", "gflops", "gemm_peak_gflops",
                 "fraction_of_peak", "flops_formula"):
         assert key in r
+    assert r["ms_min"] <= r["ms_median"] <= r["ms_p90"] and r["threads"] is None
     assert r["tokens_per_iter"] == 64 and r["gemm_peak_gflops"] > 0
     # known values: 15,360 parameters (wte 2,080 + wpe 512 + block 12,704 + ln_f 64) and
     # 6·14,848·4·16 + 12·1·32·16·4·16 = 6,094,848 FLOPs per iteration
@@ -198,6 +199,52 @@ def test_bench_json(run_cli):
     assert r["gflops"] == pytest.approx(6_094_848 / seconds / 1e9, rel=rel, abs=0.006)
     assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / r["gemm_peak_gflops"], rel=0.02,
                                                   abs=1e-4)
+
+
+def test_bench_one_thread_float64_in_a_fresh_process(run_cli):
+    """--threads 1 runs in a child whose BLAS / Numba thread counts are 1; float64 is timed and
+    compared with the float64 GEMM peak."""
+    code, out, _ = run_cli("bench", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+                           "--block-size", "8", "--batch-size", "2", "--iters", "2",
+                           "--warmup", "1", "--gemm-size", "128", "--threads", "1",
+                           "--dtype", "float64")
+    assert code == 0
+    assert "float64" in out and "1 thread(s) of BLAS/Numba in a fresh process" in out
+    assert "p90" in out and "128x128 float64" in out
+
+
+@pytest.mark.parametrize("option, value, words", [("--threads", "0", "threads"),
+                                                  ("--dtype", "float16", "dtype"),
+                                                  ("--gemm-size", "0", "gemm_size")])
+def test_bench_bad_options_are_one_line(run_cli, option, value, words):
+    code, _, err = run_cli("bench", option, value)
+    assert_one_line_error(code, err, words)
+
+
+def test_percentile_is_numpys_linear_rule():
+    from minitransformer.analysis.bench import percentile, summarize
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], 90) == \
+        pytest.approx(9.1)
+    s = summarize([0.010] * 9 + [0.030], tokens=100, flops=1e9, peak=100.0)
+    assert s["ms_median"] == 10.0 and s["ms_p90"] == pytest.approx(12.0) and s["ms_mean"] == 12.0
+
+
+def test_torch_vit_benchmark_script(tmp_path):
+    """benchmarks/torch_vit.py on a small ViT in one process: the PyTorch ViT has our parameter
+    count tensor for tensor (the script asserts it), both sides timed, a ratio."""
+    pytest.importorskip("torch")
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "torch_vit.py"),
+                        "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--batch-size", "4",
+                        "--iters", "2", "--warmup", "1", "--rounds", "1", "--gemm-size", "128",
+                        "--same-process", "--json"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    # patch 49*16+16, cls 16, pos 17*16, block (2*32 + 16*48+48 + 16*16+16 + 16*64+64 + 64*16+16),
+    # norm 32, head 16*10+10
+    assert r["n_params"] == 800 + 16 + 272 + 3280 + 32 + 170
+    assert r["minitransformer"]["ms_p90"] > 0 and r["torch"]["ms_median"] > 0
+    assert r["ratio_ours_over_torch"] > 0
 
 
 def test_torch_benchmark_script(tmp_path):

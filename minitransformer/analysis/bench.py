@@ -2,8 +2,15 @@
 
 One timed iteration = loss and gradients (forward + backward) + gradient clipping + an AdamW step,
 in float32, on a fixed batch of random tokens, after `warmup` untimed iterations (JIT compilation,
-caches, BLAS thread start-up). Reported: median and mean ms/iter, tokens/s, model GFLOP/s, the
-measured float32 GEMM peak and the fraction of it achieved.
+caches, BLAS thread start-up). Reported: median, p90, mean and min ms/iter (the median is the
+headline; p90 and the mean show how much the run was disturbed: under load from other processes
+the mean was three times the median), tokens/s, model GFLOP/s, the measured GEMM peak in the same
+dtype and the fraction of it achieved. dtype="float64" reports the speed of the precision the
+gradient checks and instruments use, against the float64 GEMM peak.
+
+threads=N runs the whole benchmark (peak included) in a fresh Python process whose BLAS, OpenMP
+and Numba thread counts are all N (runtime.worker_env; BLAS reads its count when NumPy loads, so
+it cannot be changed in this process): threads=1 is how sweep workers run.
 
 Model FLOPs per iteration (nanoGPT's estimate_mfu, from the PaLM paper's appendix B):
 
@@ -15,20 +22,24 @@ N = parameters without the position embedding (a lookup, no multiply); the tied 
 GELU, softmax, AdamW) is not counted, so GFLOP/s is "useful matmul work per second", as nanoGPT
 reports it.
 
-The GEMM peak is measured, not looked up: the best of 7 np.matmul calls on 2048 x 2048 float32
-matrices (2 n^3 FLOPs each) through NumPy's BLAS with its default threads, measured before and
-after the timed iterations (the better of the two, so a burst of load from elsewhere does not
-lower it). On a shared machine every number here is noisy; compare ratios from one run.
+The GEMM peak is measured, not looked up: the best of 7 np.matmul calls on 2048 x 2048 matrices
+(gemm_size) of the benchmark's dtype (2 n^3 FLOPs each) through NumPy's BLAS with the benchmark's
+threads, measured before and after the timed iterations (the better of the two, so a burst of
+load from elsewhere does not lower it). On a shared machine every number here is noisy; compare ratios from one run.
 """
 import functools
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from .. import GPTConfig, build_model
+from .. import GPTConfig, ViTConfig, build_model, runtime
 from ..engine.optim import AdamW
 from ..errors import ConfigError
 from ..training.step import train_step
@@ -66,6 +77,17 @@ def ours_step_fn(cfg, batch_size, dtype="float32", seed=0):
     return functools.partial(train_step, model, opt, x, y, 1e-3, 1.0), model
 
 
+def ours_vit_step_fn(cfg, batch_size, dtype="float32", seed=0):
+    """(step, model): as ours_step_fn for a ViT, on a fixed batch of random images and labels."""
+    model = build_model(cfg, init="vit", seed=seed, dtype=dtype)
+    opt = AdamW(model.params, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    rng = np.random.default_rng(seed)
+    shape = (batch_size, cfg.image_size, cfg.image_size, cfg.in_channels)
+    x = rng.random(shape).astype(dtype)                                     # (B, H, W, Cin)
+    y = rng.integers(0, cfg.n_classes, batch_size)                          # (B,)
+    return functools.partial(train_step, model, opt, x, y, 1e-3, 1.0), model
+
+
 def time_iterations(step, iters, warmup):
     """Seconds of each of `iters` calls of step(), after `warmup` untimed calls."""
     for _ in range(warmup):
@@ -78,22 +100,40 @@ def time_iterations(step, iters, warmup):
     return times
 
 
+def percentile(values, q):
+    """The q-th percentile (0-100) of values, linear between the two nearest ranks (NumPy's
+    default)."""
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
 def summarize(times, tokens, flops, peak):
-    """ms/iter (median, mean, min), tokens/s and GFLOP/s at the median, fraction of peak."""
+    """ms/iter (median, p90, mean, min), tokens/s and GFLOP/s at the median, fraction of peak."""
     med = statistics.median(times)
-    return {"ms_median": round(1e3 * med, 3), "ms_mean": round(1e3 * statistics.fmean(times), 3),
+    return {"ms_median": round(1e3 * med, 3), "ms_p90": round(1e3 * percentile(times, 90), 3),
+            "ms_mean": round(1e3 * statistics.fmean(times), 3),
             "ms_min": round(1e3 * min(times), 3), "tokens_per_s": round(tokens / med, 1),
             "gflops": round(flops / med / 1e9, 2),
             "fraction_of_peak": round(flops / med / 1e9 / peak, 4)}
 
 
 def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65,
-              dtype="float32", iters=50, warmup=5):
-    """Time our GPT's training iterations; returns a dict (see format_report)."""
+              dtype="float32", iters=50, warmup=5, threads=None, gemm_size=2048):
+    """Time our GPT's training iterations; returns a dict (see format_report). threads=N: in a
+    fresh process with N threads of everything (module docstring)."""
+    if dtype not in ("float32", "float64"):
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be a positive integer, got {threads}")
+        kwargs = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
+                      batch_size=batch_size, vocab_size=vocab_size, dtype=dtype, iters=iters,
+                      warmup=warmup, gemm_size=gemm_size)
+        return dict(run_in_child(kwargs, threads), threads=threads)
     if iters < 1 or warmup < 0:
         raise ConfigError(f"iters must be >= 1 and warmup >= 0, got {iters} and {warmup}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
+    if batch_size < 1 or gemm_size < 1:
+        raise ConfigError(f"batch_size and gemm_size must be positive integers, got "
+                          f"{batch_size} and {gemm_size}")
     cfg = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
                     n_head=n_head, n_embd=n_embd)
     step, model = ours_step_fn(cfg, batch_size, dtype)
@@ -101,20 +141,36 @@ def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, voc
     n_no_pos = n_params - model.params["wpe.weight"].size
     flops = model_flops(cfg, n_no_pos, batch_size)
     tokens = batch_size * block_size
-    peak = gemm_peak(dtype=dtype)
+    peak = gemm_peak(gemm_size, dtype=dtype)
     times = time_iterations(step, iters, warmup)
-    peak = max(peak, gemm_peak(dtype=dtype))          # before and after: the best of both
+    peak = max(peak, gemm_peak(gemm_size, dtype=dtype))    # before and after: the best of both
     return dict(
         config=dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
                     batch_size=batch_size, vocab_size=vocab_size, dtype=dtype),
         iters=iters, warmup=warmup, n_params=n_params, tokens_per_iter=tokens,
         gflop_per_iter=round(flops / 1e9, 4),
         flops_formula="6*N*B*T + 12*L*C*T*B*T, N = params without wpe",
-        gemm_peak_gflops=round(peak, 1),
+        gemm_peak_gflops=round(peak, 1), gemm_size=gemm_size,
         **summarize(times, tokens, flops, peak),
         machine=dict(cpus=os.cpu_count(), python=platform.python_version(),
                      numpy=np.__version__),
+        threads=None,
     )
+
+
+def run_in_child(kwargs, threads):
+    """run_bench(**kwargs) in a fresh Python process with `threads` threads of BLAS, OpenMP and
+    Numba (runtime.worker_env, then runtime.setup there); its report."""
+    env = runtime.worker_env(threads)
+    root = str(Path(__file__).resolve().parents[2])    # this checkout's package, not another
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    code = ("import json, sys; from minitransformer import runtime; "
+            "from minitransformer.analysis.bench import run_bench; "
+            f"runtime.setup(threads={int(threads)}); "
+            "print(json.dumps(run_bench(**json.loads(sys.argv[1]))))")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def format_report(r):
@@ -124,13 +180,15 @@ def format_report(r):
         f"B={c['batch_size']} V={c['vocab_size']} {c['dtype']}: {r['n_params']:,} parameters, "
         f"{r['tokens_per_iter']} tokens/iter",
         f"  {r['iters']} timed iterations after {r['warmup']} warm-up "
-        f"(forward + backward + clip + AdamW)",
-        f"  ms/iter          median {r['ms_median']:.2f}   mean {r['ms_mean']:.2f}   "
-        f"min {r['ms_min']:.2f}",
+        f"(forward + backward + clip + AdamW), "
+        + ("default threads" if r["threads"] is None else
+           f"{r['threads']} thread(s) of BLAS/Numba in a fresh process"),
+        f"  ms/iter          median {r['ms_median']:.2f}   p90 {r['ms_p90']:.2f}   "
+        f"mean {r['ms_mean']:.2f}   min {r['ms_min']:.2f}",
         f"  tokens/s         {r['tokens_per_s']:,.0f}",
         f"  model GFLOP/s    {r['gflops']:.1f}   ({r['gflop_per_iter']:.3f} GFLOP/iter = "
         f"{r['flops_formula']})",
         f"  GEMM peak        {r['gemm_peak_gflops']:.1f} GFLOP/s (measured: best np.matmul "
-        f"2048x2048 {c['dtype']})",
+        f"{r['gemm_size']}x{r['gemm_size']} {c['dtype']}, same threads)",
         f"  fraction of peak {r['fraction_of_peak']:.1%}",
     ])

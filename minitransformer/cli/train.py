@@ -195,14 +195,20 @@ def sample(run_dir, prompt, max_new_tokens, temperature, top_k, seed):
 @click.option("--block-size", type=int, default=64, show_default=True)
 @click.option("--batch-size", type=int, default=12, show_default=True)
 @click.option("--vocab-size", type=int, default=65, show_default=True)
-@click.option("--dtype", type=str, default="float32", show_default=True)
+@click.option("--dtype", type=str, default="float32", show_default=True,
+              help="float32 | float64 (the gradient checks' precision).")
 @click.option("--iters", type=int, default=50, show_default=True, help="Timed iterations.")
+@click.option("--threads", type=int, default=None,
+              help="Run in a fresh process with N BLAS/Numba threads (1: as sweep workers run). "
+                   "[default: all]")
+@click.option("--gemm-size", type=int, default=2048, show_default=True,
+              help="n of the n x n matrix product that measures the GEMM peak.")
 @click.option("--warmup", type=int, default=5, show_default=True,
               help="Untimed iterations first (JIT compilation, caches).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def bench(as_json, **options):
     """Time training iterations (forward + backward + AdamW) and compare with this machine's
-    measured float32 GEMM peak."""
+    measured GEMM peak."""
     from ..analysis.bench import run_bench, format_report
     import json
     report = run_bench(**options)

@@ -307,6 +307,8 @@ def finish(r):
                      f"{r.files.summary}", always=True)
     summary.update(best_val_loss=r.carry.best_val_loss, wall_time_s=round(r.elapsed(), 3),
                    ms_per_iter=round(1e3 * float(np.mean(r.step_times)), 3)
+                   if r.step_times else None,
+                   ms_per_iter_median=round(1e3 * float(np.median(r.step_times)), 3)
                    if r.step_times else None, max_iters=cfg.max_iters, out_dir=str(r.files.dir))
     if r.watch_times and r.step_times:                 # telemetry's cost, per run
         summary["telemetry_ms_per_record"] = round(1e3 * float(np.mean(r.watch_times)), 3)

@@ -1,0 +1,125 @@
+"""Shared by benchmarks/torch_gpt.py and benchmarks/torch_vit.py: time our model and PyTorch's the
+same way, alternating blocks of iterations so that load from elsewhere hits both sides alike.
+
+Each block runs in a fresh child process (the script itself, with --child ours|torch): in one
+process PyTorch's OpenMP threads and NumPy's OpenBLAS threads compete for the cores and both
+sides measured 20-40% slower. A child gets runtime.worker_env(threads) when --threads is given
+(BLAS reads its thread count when NumPy loads, so only a fresh process can change it), and our
+side calls runtime.setup(), exactly as `python cli.py train` does (malloc thresholds, Numba's
+threading layer; without them our side measured 15-30% slower).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))                          # run from a checkout
+
+from minitransformer import runtime  # noqa: E402
+from minitransformer.analysis.bench import gemm_peak, summarize  # noqa: E402
+
+NOT_FORWARDED = ("json", "child", "same_process", "gemm_size", "shape")
+
+
+def child_env(threads):
+    """The environment of a child: ours, the checkout on PYTHONPATH, the thread counts."""
+    env = dict(os.environ) if threads is None else runtime.worker_env(threads)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def setup_side(side, threads):
+    """Process settings of one side in its own process: ours as the CLI sets them, torch's
+    intra-op threads = threads (or all cores)."""
+    if side == "ours":
+        runtime.setup(threads=threads)
+    else:
+        import torch
+        torch.set_num_threads(threads or os.cpu_count())
+
+
+def run_child(script, what, a):
+    """Run `script --child what` with a's options in a fresh process; its last line as JSON."""
+    cmd = [sys.executable, str(script), "--child", what] + [
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
+        if k not in NOT_FORWARDED and v is not None]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                         env=child_env(a.threads)).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def peak(script, a):
+    """The float32 GEMM peak with the benchmark's threads (in a child when --threads is given)."""
+    if a.threads is None or a.same_process:
+        return gemm_peak(a.gemm_size)
+    return run_child(script, "peak", a)
+
+
+def alternate(script, a, time_side):
+    """(ours seconds, torch seconds, peak): a.rounds alternating blocks of each side."""
+    run_side = (lambda side: time_side(side, a)) if a.same_process else \
+        (lambda side: run_child(script, side, a))
+    p = peak(script, a)
+    t_ours, t_torch = [], []
+    for _ in range(a.rounds):                          # alternate: shared load hits both
+        t_ours += run_side("ours")
+        t_torch += run_side("torch")
+    return t_ours, t_torch, max(p, peak(script, a))   # before and after, as bench
+
+
+def child_main(a, time_side):
+    """What a child does: print one JSON line (times of a block, or the GEMM peak)."""
+    if a.child == "peak":
+        runtime.setup(threads=a.threads)
+        print(json.dumps(gemm_peak(a.gemm_size)))
+    else:
+        setup_side(a.child, a.threads)
+        print(json.dumps(time_side(a.child, a)))
+
+
+def add_common_options(ap, defaults):
+    """The options both scripts share; defaults: {name: int} of the model options."""
+    for name, default in list(defaults.items()) + [("iters", 50), ("warmup", 5), ("rounds", 3)]:
+        ap.add_argument("--" + name, type=int, default=default)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="BLAS / Numba / torch threads of each side (1: as sweep workers run); "
+                         "default: all cores")
+    ap.add_argument("--gemm-size", type=int, default=2048, help="n of the n x n GEMM peak test")
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--same-process", action="store_true",
+                    help="time both sides in this process (their thread pools then compete)")
+    ap.add_argument("--child", choices=("ours", "torch", "peak"), help="(internal)")
+
+
+def report(a, torch_version, n_params, flops, tokens, t_ours, t_torch, gemm):
+    """The JSON report of a comparison."""
+    s_ours = summarize(t_ours, tokens, flops, gemm)
+    s_torch = summarize(t_torch, tokens, flops, gemm)
+    return dict(config={k: v for k, v in vars(a).items() if k != "child"}, n_params=n_params,
+                gflop_per_iter=round(flops / 1e9, 4), gemm_peak_gflops=round(gemm, 1),
+                torch_version=torch_version,
+                threads=a.threads if a.threads is not None else os.cpu_count(),
+                minitransformer=s_ours, torch=s_torch,
+                ratio_ours_over_torch=round(s_ours["ms_median"] / s_torch["ms_median"], 3),
+                torch_over_ours=round(s_torch["ms_median"] / s_ours["ms_median"], 3))
+
+
+def print_report(r, title, gemm_size):
+    """The report as a small table."""
+    a = r["config"]
+    where = "one process" if a["same_process"] else "a fresh process per block"
+    print(f"{title}: {r['n_params']:,} parameters, {r['gflop_per_iter']:.3f} GFLOP/iter, float32,"
+          f" {r['threads']} thread(s), {a['rounds']} alternating blocks of {a['iters']} timed "
+          f"iterations per side ({where})")
+    print(f"measured GEMM peak (np.matmul {gemm_size}^2 float32, same threads): "
+          f"{r['gemm_peak_gflops']:.1f} GFLOP/s")
+    print(f"{'':16}{'ms/iter median':>16}{'p90':>10}{'mean':>10}{'tokens/s':>12}"
+          f"{'GFLOP/s':>10}{'of peak':>10}")
+    for name, s in (("minitransformer", r["minitransformer"]),
+                    (f"torch {r['torch_version']}", r["torch"])):
+        print(f"{name:16}{s['ms_median']:16.2f}{s['ms_p90']:10.2f}{s['ms_mean']:10.2f}"
+              f"{s['tokens_per_s']:12,.0f}{s['gflops']:10.1f}{s['fraction_of_peak']:10.1%}")
+    print(f"ratio ours / torch (median ms/iter): {r['ratio_ours_over_torch']:.2f} "
+          f"(torch / ours {r['torch_over_ours']:.2f}: above 1 means we are faster)")
