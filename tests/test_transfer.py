@@ -132,3 +132,17 @@ def test_fine_tune_a_run_on_a_new_text(tmp_path):
     s = run(TrainConfig.for_model(data=str(tmp_path / "b.txt"), init_from=str(tmp_path / "A"), **TINY),
             tmp_path / "B", progress=False)
     assert s["status"] == "completed"
+
+
+def test_init_from_non_finite_weights_is_one_line(tmp_path):
+    """--init-from a checkpoint with NaN weights is refused, naming the tensor (issue 9, class 7)."""
+    import numpy as np
+    import pytest as _pytest
+    from minitransformer.errors import CheckpointError
+    from minitransformer.training.transfer import load_source
+    arrays = {"wte.weight": np.ones((3, 4), np.float32), "wpe.weight": np.ones((2, 4), np.float32)}
+    arrays["wpe.weight"][1, 2] = np.nan
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with _pytest.raises(CheckpointError, match=r"wpe\.weight \(1 NaN, 0 inf\)"):
+        load_source(path)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from ..errors import ConfigError, NotFound
-from .checkpoint import load_checkpoint
+from .checkpoint import check_finite, load_checkpoint
 from .runfolder import read_saved_config, run_files
 
 _STATE_PREFIXES = ("opt.", "rng.", "train.")       # checkpoint entries that are not parameters
@@ -54,6 +54,7 @@ def load_source(path):
     params = {k: v for k, v in arrays.items() if k != "step" and not k.startswith(_STATE_PREFIXES)}
     if not params:
         raise ConfigError(f"{path} holds no parameters")
+    check_finite(params, path)                     # NaN weights would start a run that is dead
     return params, (vocab if isinstance(vocab, str) else None)
 
 
