@@ -2,19 +2,24 @@
 
 The twins are tested equal (tests/test_kernels.py) in float32 and float64. The names without a
 suffix (`layernorm_fwd`, ...) are the ones the layers call: for each kernel we timed both versions
-on nanoGPT's CPU configuration (`python benchmarks/kernels.py`) and kept the faster. Where NumPy
-wins it is because its exp and its reductions use SIMD, while Numba calls libm's scalar exp and,
-without fastmath, may not reorder a sum to vectorize it. With NUMBA_DISABLE_JIT=1 every name points at the NumPy twin, so the package still runs
-(slowly but exactly) for debugging and coverage.
+on nanoGPT's CPU configuration (`python benchmarks/kernels.py`) and kept the faster. The Numba
+kernels are compiled with fastmath's reassociation (vexp.FASTMATH), so that LLVM may split a sum
+over SIMD lanes; where a kernel needs exp in float32 it uses the vectorized exp32 (vexp.py), since
+libm's scalar exp would keep the loop scalar. NumPy still wins cross-entropy. With
+NUMBA_DISABLE_JIT=1 every name points at the NumPy twin, so the package still runs (slowly but
+exactly) for debugging and coverage.
 
 Shapes: R rows (B*T or B*NH*T flattened), C channels, T keys, V vocabulary.
-Accumulators in the Numba kernels are float64 scalars, so float32 inputs lose nothing to order.
+Row statistics (means, variances, softmax sums) accumulate in float64 scalars; column sums over
+rows (LayerNorm's dw, db) in the input's dtype, as NumPy's twins do.
 """
 import math
 
 import numba
 import numpy as np
 from numba import njit, prange
+
+from .vexp import FASTMATH, exp32_into
 
 # The kernels are single-threaded: at these sizes (~100k elements) a parallel loop's start-up
 # cost more than it saved (layernorm_bwd 0.26 ms serial, 0.45 ms on 2 threads). The one parallel
@@ -29,27 +34,29 @@ _GELU_K = 0.044715
 # --------------------------------------------------------------------------------------------
 # LayerNorm over the last axis: y = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps)
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def layernorm_fwd_numba(x, w, b, eps):
-    """(R, C) -> y (R, C), mean (R,), rstd (R,)."""
+    """(R, C) -> y (R, C), mean (R,), rstd (R,). Two passes over each row (mean, then the
+    variance around it, in float64), a third writes y; fastmath lets each pass run in SIMD lanes."""
     R, C = x.shape
     y = np.empty_like(x)
     mean = np.empty(R, dtype=x.dtype)
     rstd = np.empty(R, dtype=x.dtype)
     for i in range(R):
+        xi, yi = x[i], y[i]
         m = 0.0
         for j in range(C):
-            m += x[i, j]
+            m += xi[j]
         m /= C
         var = 0.0
         for j in range(C):
-            d = x[i, j] - m
+            d = xi[j] - m
             var += d * d
-        r = 1.0 / math.sqrt(var / C + eps)
+        mean[i] = m                                    # rounded to x's dtype, as the twin's
+        rstd[i] = 1.0 / math.sqrt(var / C + eps)
+        mi, ri = mean[i], rstd[i]
         for j in range(C):
-            y[i, j] = (x[i, j] - m) * r * w[j] + b[j]
-        mean[i] = m
-        rstd[i] = r
+            yi[j] = (xi[j] - mi) * ri * w[j] + b[j]
     return y, mean, rstd
 
 
@@ -63,37 +70,36 @@ def layernorm_fwd_numpy(x, w, b, eps):
     return xc, mean, rstd.astype(x.dtype, copy=False)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def layernorm_bwd_numba(dy, x, mean, rstd, w):
     """dy, x (R, C) -> dx (R, C), dw (C,), db (C,).
 
     forward: xhat = (x - mean) * rstd;  y = xhat * w + b
     =>  dxhat = dy * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+    One pass per row gathers both row means (float64) and adds the row into dw, db (column sums
+    in x's dtype, as the twin's); a second writes dx.
     """
     R, C = x.shape
     dx = np.empty_like(x)
+    dw = np.zeros_like(w)
+    db = np.zeros_like(w)
     for i in range(R):
+        xi, dyi, dxi = x[i], dy[i], dx[i]
+        m, r = mean[i], rstd[i]
         s1 = 0.0                                       # sum of dxhat
         s2 = 0.0                                       # sum of dxhat * xhat
         for j in range(C):
-            dxh = dy[i, j] * w[j]
+            xh = (xi[j] - m) * r
+            dxh = dyi[j] * w[j]
             s1 += dxh
-            s2 += dxh * (x[i, j] - mean[i]) * rstd[i]
-        s1 /= C
-        s2 /= C
+            s2 += dxh * xh
+            dw[j] += dyi[j] * xh
+            db[j] += dyi[j]
+        a = x.dtype.type(s1 / C)
+        c = x.dtype.type(s2 / C)
         for j in range(C):
-            xh = (x[i, j] - mean[i]) * rstd[i]
-            dx[i, j] = rstd[i] * (dy[i, j] * w[j] - s1 - xh * s2)
-    dw = np.empty_like(w)
-    db = np.empty_like(w)
-    for j in range(C):                                # column sums: dw, db
-        sw = 0.0
-        sb = 0.0
-        for i in range(R):
-            sw += dy[i, j] * (x[i, j] - mean[i]) * rstd[i]
-            sb += dy[i, j]
-        dw[j] = sw
-        db[j] = sb
+            xh = (xi[j] - m) * r
+            dxi[j] = r * (dyi[j] * w[j] - a - xh * c)
     return dx, dw, db
 
 
@@ -113,6 +119,7 @@ def layernorm_bwd_numpy(dy, x, mean, rstd, w):
 # The forward returns t too: the backward needs it, and tanh is the expensive part.
 # Numba calls libm's scalar tanh (6.5 ms on a 768x512 array) while np.tanh is SIMD (0.1 ms), so
 # the Numba version fuses the polynomial and the product into one pass each around np.tanh.
+# (A fused float32 pass with tanh = 1 - 2 / (exp32(2u) + 1) measured slower: 0.47 vs 0.35 ms.)
 
 @njit(cache=True, error_model="numpy")
 def _gelu_tanh_arg(x):
@@ -153,7 +160,7 @@ def gelu_tanh_fwd_numpy(x):
     return y, t
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def gelu_tanh_bwd_numba(x, t, dy):
     """dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx,  du/dx = sqrt(2/pi) (1 + 3k x^2).  One pass."""
     dx = np.empty_like(x)
@@ -235,12 +242,47 @@ def gelu_erf_bwd_numpy(x, cdf, dy):
 # Attention softmax over keys, in place: p = softmax(scale * s) with keys j > t masked when causal.
 # Rows are (B*NH*T) query rows of T keys; row r is query position t = r % T.
 
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _softmax_fwd32(s, scale, causal):
+    """float32, one (T, T) block of rows (one batch row and head) at a time: the shifted scores
+    of the whole block go into a buffer, exp32 runs over it in one long SIMD loop (per-row calls
+    on rows of ~32 visible keys cost twice as much), then each row is summed and scaled. Masked
+    keys get an exact 0. Needs scale > 0 (the max of s * scale is taken as max(s) * scale)."""
+    R, T = s.shape
+    e = np.empty(T * T, np.float32)                    # the block's shifted scores, then exps
+    bits = np.empty(T * T, np.int32)
+    sc = np.float32(scale)
+    for r0 in range(0, R, T):
+        for i in range(T):
+            row = s[r0 + i]
+            n = i + 1 if causal else T                 # number of visible keys
+            mx = row[0]
+            for j in range(1, n):
+                mx = max(mx, row[j])
+            mx *= sc
+            for j in range(T):                         # masked keys too: a fixed-length loop
+                e[i * T + j] = max(row[j] * sc - mx, np.float32(-87.0))
+        exp32_into(e, e, bits)
+        for i in range(T):
+            row = s[r0 + i]
+            n = i + 1 if causal else T
+            tot = 0.0
+            for j in range(n):
+                tot += e[i * T + j]
+            inv = np.float32(1.0 / tot)
+            for j in range(n):
+                row[j] = e[i * T + j] * inv
+            for j in range(n, T):
+                row[j] = 0.0
+    return s
+
+
 @njit(cache=True)
-def softmax_fwd_numba(s, scale, causal):
-    """s (R, T) raw scores q.k, overwritten with probabilities; returns s."""
+def _softmax_fwd_exact(s, scale, causal):
+    """Any dtype, libm's exp (float64: the gradient checks)."""
     R, T = s.shape
     for r in range(R):
-        n = r % T + 1 if causal else T                 # number of visible keys
+        n = r % T + 1 if causal else T
         mx = -np.inf
         for j in range(n):
             mx = max(mx, s[r, j] * scale)
@@ -255,6 +297,13 @@ def softmax_fwd_numba(s, scale, causal):
         for j in range(n, T):
             s[r, j] = 0.0
     return s
+
+
+def softmax_fwd_numba(s, scale, causal):
+    """s (R, T) raw scores q.k (C-contiguous), overwritten with probabilities; returns s."""
+    if s.dtype == np.float32:
+        return _softmax_fwd32(s, scale, causal)
+    return _softmax_fwd_exact(s, scale, causal)
 
 
 def softmax_fwd_numpy(s, scale, causal):
@@ -280,7 +329,7 @@ def _causal_bias(T, dtype):
     return _CAUSAL_CACHE[key]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def softmax_bwd_numba(p, dp, scale):
     """p, dp (R, T) -> ds (R, T), written into dp.
 
@@ -368,9 +417,9 @@ def embedding_bwd_numpy(idx, dout, V):
 # --------------------------------------------------------------------------------------------
 # The fast path. Chosen by measurement (README, "Speed"); NumPy everywhere without the JIT.
 
-_NUMBA_WINS = ("layernorm_bwd", "softmax_bwd", "embedding_bwd",
+_NUMBA_WINS = ("layernorm_fwd", "layernorm_bwd", "softmax_fwd", "softmax_bwd", "embedding_bwd",
                "gelu_tanh_fwd", "gelu_tanh_bwd", "gelu_erf_fwd", "gelu_erf_bwd")
-_NUMPY_WINS = ("layernorm_fwd", "softmax_fwd", "xent")
+_NUMPY_WINS = ("xent",)
 
 KERNELS = _NUMBA_WINS + _NUMPY_WINS
 
