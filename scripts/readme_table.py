@@ -29,7 +29,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("vit.py", "ViT: parameter table, forward, loss_and_grads (patches, CLS or mean pooling)"),
         ("kinds.py", "GPT and ViT side by side: config, model, names, default init, inputs"),
         ("generate.py", "drawing tokens from a GPT: temperature, top-k, inverse CDF"),
-        ("vexp.py", "an exp that vectorizes (float32): range reduction, a polynomial, a power of two"),
+        ("vmath.py", "exp and erf that vectorize (float32): range reduction, polynomials, a power of two"),
         ("kernels.py", "Numba kernels and their NumPy twins; which one is the fast path and why"),
         ("optim.py", "AdamW / SGD kernels, Adam's bias correction and step (one place), clipping, schedules"),
         ("gradcheck.py", "central differences in float64, relative errors, the model checks"),

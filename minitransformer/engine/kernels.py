@@ -3,8 +3,8 @@
 The twins are tested equal (tests/test_kernels.py) in float32 and float64. The names without a
 suffix (`layernorm_fwd`, ...) are the ones the layers call: for each kernel we timed both versions
 on nanoGPT's CPU configuration (`python benchmarks/kernels.py`) and kept the faster. The Numba
-kernels are compiled with fastmath's reassociation (vexp.FASTMATH), so that LLVM may split a sum
-over SIMD lanes; where a kernel needs exp in float32 it uses the vectorized exp32 (vexp.py), since
+kernels are compiled with fastmath's reassociation (vmath.FASTMATH), so that LLVM may split a sum
+over SIMD lanes; where a kernel needs exp in float32 it uses the vectorized exp32 (vmath.py), since
 libm's scalar exp would keep the loop scalar. NumPy still wins cross-entropy. With
 NUMBA_DISABLE_JIT=1 every name points at the NumPy twin, so the package still runs (slowly but
 exactly) for debugging and coverage.
@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .vexp import FASTMATH, exp32_into
+from .vmath import FASTMATH, erf32_into, exp32_into
 
 # The kernels are single-threaded: at these sizes (~100k elements) a parallel loop's start-up
 # cost more than it saved (layernorm_bwd 0.26 ms serial, 0.45 ms on 2 threads). The one parallel
@@ -188,9 +188,51 @@ def gelu_tanh_bwd_numpy(x, t, dy):
 
 
 # GELU, exact (timm): y = x Phi(x),  Phi(x) = 0.5 (1 + erf(x / sqrt 2)),  dy/dx = Phi(x) + x phi(x)
-# The forward returns Phi(x) for the backward, which then needs only phi (one SIMD exp).
+# The forward returns Phi(x) for the backward, which then needs only phi (one exp). float32 runs
+# one pass per chunk around vmath's erf32 and exp32 (libm's scalar erf kept the old kernel at
+# 1.5 ms on a 768x512 array even on 2 threads); float64 keeps libm's erf, in parallel.
 
-@njit(cache=True, parallel=True)   # the one kernel where 2 threads pay: erf is ~40 flops
+_CHUNK = 1024                                          # elements per erf32 / exp32 call: scratch in L1
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _gelu_erf_fwd32(x):
+    y, cdf = np.empty_like(x), np.empty_like(x)
+    xf, yf, cf = x.reshape(-1), y.reshape(-1), cdf.reshape(-1)
+    u = np.empty(_CHUNK, np.float32)
+    erf_u = np.empty(_CHUNK, np.float32)
+    e = np.empty(_CHUNK, np.float32)
+    bits = np.empty(_CHUNK, np.int32)
+    for c0 in range(0, xf.size, _CHUNK):
+        n = min(_CHUNK, xf.size - c0)
+        for i in range(n):
+            u[i] = xf[c0 + i] * np.float32(_INV_SQRT_2)
+        erf32_into(u[:n], erf_u, e, bits)
+        for i in range(n):
+            c = np.float32(0.5) * (np.float32(1.0) + erf_u[i])
+            cf[c0 + i] = c
+            yf[c0 + i] = xf[c0 + i] * c
+    return y, cdf
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _gelu_erf_bwd32(x, cdf, dy):
+    dx = np.empty_like(x)
+    xf, cf, dyf, dxf = x.reshape(-1), cdf.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+    u = np.empty(_CHUNK, np.float32)
+    e = np.empty(_CHUNK, np.float32)
+    bits = np.empty(_CHUNK, np.int32)
+    c = np.float32(1.0 / math.sqrt(2.0 * math.pi))
+    for c0 in range(0, xf.size, _CHUNK):
+        n = min(_CHUNK, xf.size - c0)
+        for i in range(n):
+            u[i] = np.float32(-0.5) * xf[c0 + i] * xf[c0 + i]
+        exp32_into(u[:n], e, bits)                     # sqrt(2 pi) phi(x)
+        for i in range(n):
+            dxf[c0 + i] = dyf[c0 + i] * (cf[c0 + i] + xf[c0 + i] * c * e[i])
+    return dx
+
+
+@njit(cache=True, parallel=True)   # float64 only: erf is ~40 flops, and 2 threads pay here
 def _phi_cdf(x):
     c = np.empty_like(x)
     xf, cf = x.reshape(-1), c.reshape(-1)
@@ -200,7 +242,9 @@ def _phi_cdf(x):
 
 
 def gelu_erf_fwd_numba(x):
-    """x -> y, Phi(x)."""
+    """x (C-contiguous) -> y, Phi(x)."""
+    if x.dtype == np.float32:
+        return _gelu_erf_fwd32(x)
     cdf = _phi_cdf(x)
     return x * cdf, cdf
 
@@ -224,6 +268,8 @@ def _gelu_erf_combine(x, cdf, e, dy):
 
 
 def gelu_erf_bwd_numba(x, cdf, dy):
+    if x.dtype == np.float32:
+        return _gelu_erf_bwd32(x, cdf, dy)
     e = x * x
     e *= -0.5
     np.exp(e, out=e)                                   # SIMD exp; phi = e / sqrt(2 pi)
@@ -249,7 +295,8 @@ def _softmax_fwd32(s, scale, causal):
     on rows of ~32 visible keys cost twice as much), then each row is summed and scaled. Masked
     keys get an exact 0. Needs scale > 0 (the max of s * scale is taken as max(s) * scale)."""
     R, T = s.shape
-    e = np.empty(T * T, np.float32)                    # the block's shifted scores, then exps
+    z = np.empty(T * T, np.float32)                    # the block's shifted scores
+    e = np.empty(T * T, np.float32)                    # their exps
     bits = np.empty(T * T, np.int32)
     sc = np.float32(scale)
     for r0 in range(0, R, T):
@@ -261,8 +308,8 @@ def _softmax_fwd32(s, scale, causal):
                 mx = max(mx, row[j])
             mx *= sc
             for j in range(T):                         # masked keys too: a fixed-length loop
-                e[i * T + j] = max(row[j] * sc - mx, np.float32(-87.0))
-        exp32_into(e, e, bits)
+                z[i * T + j] = max(row[j] * sc - mx, np.float32(-87.0))
+        exp32_into(z, e, bits)
         for i in range(T):
             row = s[r0 + i]
             n = i + 1 if causal else T
