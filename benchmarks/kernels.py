@@ -22,6 +22,7 @@ def cases(dtype, rng):
     w = rng.standard_normal(C).astype(dtype)
     b = rng.standard_normal(C).astype(dtype)
     h = rng.standard_normal((R, 4 * C)).astype(dtype)
+    b4 = rng.standard_normal(4 * C).astype(dtype)
     s = rng.standard_normal((B * NH * T, T)).astype(dtype)
     logits = rng.standard_normal((R, V)).astype(dtype)
     y = rng.integers(0, V, R)
@@ -30,6 +31,8 @@ def cases(dtype, rng):
     _, t = kernels.gelu_tanh_fwd_numpy(h)
     _, cdf = kernels.gelu_erf_fwd_numpy(h)
     return {
+        "bias_add": lambda f: f(h, b4),
+        "col_sum": lambda f: f(h),
         "layernorm_fwd": lambda f: f(x, w, b, 1e-5),
         "layernorm_bwd": lambda f: f(x, x, mean, rstd, w),
         "gelu_tanh_fwd": lambda f: f(h),

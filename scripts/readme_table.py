@@ -31,6 +31,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("generate.py", "drawing tokens from a GPT: temperature, top-k, inverse CDF"),
         ("vmath.py", "exp and erf that vectorize (float32): range reduction, polynomials, a power of two"),
         ("kernels.py", "Numba kernels and their NumPy twins; which one is the fast path and why"),
+        ("kernels_gelu.py", "GELU's kernels, tanh and exact, each with its NumPy twin"),
         ("optim.py", "AdamW / SGD kernels, Adam's bias correction and step (one place), clipping, schedules"),
         ("gradcheck.py", "central differences in float64, relative errors, the model checks"),
     ]),

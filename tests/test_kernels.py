@@ -478,3 +478,22 @@ def test_erf32_is_within_abramowitz_stegun_bound():
     assert err.max() < 2e-7, err.max()                 # the book's 1.5e-7, exp32's and float32's rounding
     out = erf32(np.float32([np.nan, np.inf, -np.inf, 0.0]))
     assert np.isnan(out[0]) and out[1] == 1.0 and out[2] == -1.0 and abs(out[3]) < 1e-7
+
+
+# ------------------------------------------------------------------------------ linear helpers
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_add_and_col_sum(dtype):
+    rng = np.random.default_rng(11)
+    d = rng.standard_normal((R, C)).astype(dtype)
+    b = rng.standard_normal(C).astype(dtype)
+    for fn in twins("bias_add"):
+        out = d.copy()
+        assert fn(out, b) is out                       # in place
+        assert_dtype(dtype, out)
+        close(out, d.astype(np.float64) + b.astype(np.float64), dtype, REF_TOL)
+    sums = [fn(d) for fn in twins("col_sum")]
+    assert_dtype(dtype, *sums)
+    close(sums[0], sums[1], dtype)
+    np.testing.assert_allclose(sums[0], d.astype(np.float64).sum(axis=0),
+                               rtol=REF_TOL[dtype][0], atol=R * REF_TOL[dtype][1])

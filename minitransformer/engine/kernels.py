@@ -17,19 +17,55 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .vmath import FASTMATH, erf32_into, exp32_into
+from .vmath import FASTMATH, exp32_into
+from .kernels_gelu import (gelu_tanh_fwd_numba, gelu_tanh_fwd_numpy, gelu_tanh_bwd_numba,  # noqa: F401
+                           gelu_tanh_bwd_numpy, gelu_erf_fwd_numba, gelu_erf_fwd_numpy,
+                           gelu_erf_bwd_numba, gelu_erf_bwd_numpy)
 
 # The kernels are single-threaded: at these sizes (~100k elements) a parallel loop's start-up
-# cost more than it saved (layernorm_bwd 0.26 ms serial, 0.45 ms on 2 threads). The one parallel
-# kernel (_phi_cdf) should run on the workqueue threading layer, which runtime.setup() selects
+# cost more than it saved (layernorm_bwd 0.26 ms serial, 0.45 ms on 2 threads; GELU's backward
+# 0.16 ms serial, 0.20 ms on 2 threads). The one parallel kernel (the float64 erf in
+# kernels_gelu.py) should run on the workqueue threading layer, which runtime.setup() selects
 # (entry points call it; importing this module changes nothing process-wide).
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-_GELU_K = 0.044715
 
+# --------------------------------------------------------------------------------------------
+# The linear layer's two passes besides its GEMM: the bias added to every row (forward) and the
+# bias gradient, the sum over rows (backward). NumPy's broadcasting add and its axis-0 sum make
+# temporaries and strided passes; a row loop is 2-3x faster at (768, 128..512).
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def bias_add_numba(out, b):
+    """out (R, N) += b (N,) on every row, in place; returns out."""
+    R, N = out.shape
+    for i in range(R):
+        oi = out[i]
+        for j in range(N):
+            oi[j] += b[j]
+    return out
+
+
+def bias_add_numpy(out, b):
+    out += b
+    return out
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def col_sum_numba(d):
+    """d (R, N) -> (N,): the sum over rows, accumulated in d's dtype (as NumPy's)."""
+    R, N = d.shape
+    out = np.zeros(N, dtype=d.dtype)
+    for i in range(R):
+        di = d[i]
+        for j in range(N):
+            out[j] += di[j]
+    return out
+
+
+def col_sum_numpy(d):
+    return d.sum(axis=0)
 
 # --------------------------------------------------------------------------------------------
 # LayerNorm over the last axis: y = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps)
@@ -112,176 +148,6 @@ def layernorm_bwd_numpy(dy, x, mean, rstd, w):
     dx -= xhat * (dxhat * xhat).mean(axis=1, keepdims=True)
     dx *= rstd[:, None]
     return dx, dw, db
-
-
-# --------------------------------------------------------------------------------------------
-# GELU, tanh approximation (GPT-2):  y = 0.5 x (1 + t),  t = tanh(u),  u = sqrt(2/pi) (x + k x^3)
-# The forward returns t too: the backward needs it, and tanh is the expensive part.
-# Numba calls libm's scalar tanh (6.5 ms on a 768x512 array) while np.tanh is SIMD (0.1 ms), so
-# the Numba version fuses the polynomial and the product into one pass each around np.tanh.
-# (A fused float32 pass with tanh = 1 - 2 / (exp32(2u) + 1) measured slower: 0.47 vs 0.35 ms.)
-
-@njit(cache=True, error_model="numpy")
-def _gelu_tanh_arg(x):
-    u = np.empty_like(x)
-    xf, uf = x.reshape(-1), u.reshape(-1)
-    for i in range(xf.size):
-        v = xf[i]
-        uf[i] = _SQRT_2_OVER_PI * (v + _GELU_K * v * v * v)
-    return u
-
-
-@njit(cache=True, error_model="numpy")
-def _gelu_tanh_out(x, t):
-    y = np.empty_like(x)
-    xf, tf, yf = x.reshape(-1), t.reshape(-1), y.reshape(-1)
-    for i in range(xf.size):
-        yf[i] = 0.5 * xf[i] * (1.0 + tf[i])
-    return y
-
-
-def gelu_tanh_fwd_numba(x):
-    """x -> y, t (the tanh, for the backward)."""
-    t = _gelu_tanh_arg(x)
-    np.tanh(t, out=t)
-    return _gelu_tanh_out(x, t), t
-
-
-def gelu_tanh_fwd_numpy(x):
-    t = x * x                                          # x*x*x, not x**3: pow is 80x slower
-    t *= x
-    t *= _GELU_K
-    t += x
-    t *= _SQRT_2_OVER_PI
-    np.tanh(t, out=t)
-    y = t + 1.0
-    y *= x
-    y *= 0.5
-    return y, t
-
-
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def gelu_tanh_bwd_numba(x, t, dy):
-    """dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx,  du/dx = sqrt(2/pi) (1 + 3k x^2).  One pass."""
-    dx = np.empty_like(x)
-    xf, tf, dyf, dxf = x.reshape(-1), t.reshape(-1), dy.reshape(-1), dx.reshape(-1)
-    for i in range(xf.size):
-        v, th = xf[i], tf[i]
-        du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_K * v * v)
-        dxf[i] = dyf[i] * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * du)
-    return dx
-
-
-def gelu_tanh_bwd_numpy(x, t, dy):
-    du = x * x
-    du *= 3.0 * _GELU_K
-    du += 1.0
-    du *= _SQRT_2_OVER_PI * 0.5
-    du *= x                                            # 0.5 x du/dx
-    dx = t * t
-    np.subtract(1.0, dx, out=dx)
-    dx *= du
-    dx += 0.5
-    dx += 0.5 * t
-    dx *= dy
-    return dx
-
-
-# GELU, exact (timm): y = x Phi(x),  Phi(x) = 0.5 (1 + erf(x / sqrt 2)),  dy/dx = Phi(x) + x phi(x)
-# The forward returns Phi(x) for the backward, which then needs only phi (one exp). float32 runs
-# one pass per chunk around vmath's erf32 and exp32 (libm's scalar erf kept the old kernel at
-# 1.5 ms on a 768x512 array even on 2 threads); float64 keeps libm's erf, in parallel.
-
-_CHUNK = 1024                                          # elements per erf32 / exp32 call: scratch in L1
-
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def _gelu_erf_fwd32(x):
-    y, cdf = np.empty_like(x), np.empty_like(x)
-    xf, yf, cf = x.reshape(-1), y.reshape(-1), cdf.reshape(-1)
-    u = np.empty(_CHUNK, np.float32)
-    erf_u = np.empty(_CHUNK, np.float32)
-    e = np.empty(_CHUNK, np.float32)
-    bits = np.empty(_CHUNK, np.int32)
-    for c0 in range(0, xf.size, _CHUNK):
-        n = min(_CHUNK, xf.size - c0)
-        for i in range(n):
-            u[i] = xf[c0 + i] * np.float32(_INV_SQRT_2)
-        erf32_into(u[:n], erf_u, e, bits)
-        for i in range(n):
-            c = np.float32(0.5) * (np.float32(1.0) + erf_u[i])
-            cf[c0 + i] = c
-            yf[c0 + i] = xf[c0 + i] * c
-    return y, cdf
-
-
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def _gelu_erf_bwd32(x, cdf, dy):
-    dx = np.empty_like(x)
-    xf, cf, dyf, dxf = x.reshape(-1), cdf.reshape(-1), dy.reshape(-1), dx.reshape(-1)
-    u = np.empty(_CHUNK, np.float32)
-    e = np.empty(_CHUNK, np.float32)
-    bits = np.empty(_CHUNK, np.int32)
-    c = np.float32(1.0 / math.sqrt(2.0 * math.pi))
-    for c0 in range(0, xf.size, _CHUNK):
-        n = min(_CHUNK, xf.size - c0)
-        for i in range(n):
-            u[i] = np.float32(-0.5) * xf[c0 + i] * xf[c0 + i]
-        exp32_into(u[:n], e, bits)                     # sqrt(2 pi) phi(x)
-        for i in range(n):
-            dxf[c0 + i] = dyf[c0 + i] * (cf[c0 + i] + xf[c0 + i] * c * e[i])
-    return dx
-
-
-@njit(cache=True, parallel=True)   # float64 only: erf is ~40 flops, and 2 threads pay here
-def _phi_cdf(x):
-    c = np.empty_like(x)
-    xf, cf = x.reshape(-1), c.reshape(-1)
-    for i in prange(xf.size):
-        cf[i] = 0.5 * (1.0 + math.erf(xf[i] * _INV_SQRT_2))
-    return c
-
-
-def gelu_erf_fwd_numba(x):
-    """x (C-contiguous) -> y, Phi(x)."""
-    if x.dtype == np.float32:
-        return _gelu_erf_fwd32(x)
-    cdf = _phi_cdf(x)
-    return x * cdf, cdf
-
-
-def gelu_erf_fwd_numpy(x):
-    from scipy.special import erf
-    cdf = erf(x * _INV_SQRT_2)
-    cdf += 1.0
-    cdf *= 0.5
-    return x * cdf, cdf
-
-
-@njit(cache=True, error_model="numpy")
-def _gelu_erf_combine(x, cdf, e, dy):
-    dx = np.empty_like(x)
-    xf, cf, ef, dyf, dxf = x.reshape(-1), cdf.reshape(-1), e.reshape(-1), dy.reshape(-1), dx.reshape(-1)
-    c = 1.0 / math.sqrt(2.0 * math.pi)
-    for i in range(xf.size):
-        dxf[i] = dyf[i] * (cf[i] + xf[i] * c * ef[i])
-    return dx
-
-
-def gelu_erf_bwd_numba(x, cdf, dy):
-    if x.dtype == np.float32:
-        return _gelu_erf_bwd32(x, cdf, dy)
-    e = x * x
-    e *= -0.5
-    np.exp(e, out=e)                                   # SIMD exp; phi = e / sqrt(2 pi)
-    return _gelu_erf_combine(x, cdf, e, dy)
-
-
-def gelu_erf_bwd_numpy(x, cdf, dy):
-    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-    pdf *= x
-    pdf += cdf
-    pdf *= dy
-    return pdf
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,7 +330,7 @@ def embedding_bwd_numpy(idx, dout, V):
 # --------------------------------------------------------------------------------------------
 # The fast path. Chosen by measurement (README, "Speed"); NumPy everywhere without the JIT.
 
-_NUMBA_WINS = ("layernorm_fwd", "layernorm_bwd", "softmax_fwd", "softmax_bwd", "embedding_bwd",
+_NUMBA_WINS = ("bias_add", "col_sum", "layernorm_fwd", "layernorm_bwd", "softmax_fwd", "softmax_bwd", "embedding_bwd",
                "gelu_tanh_fwd", "gelu_tanh_bwd", "gelu_erf_fwd", "gelu_erf_bwd")
 _NUMPY_WINS = ("xent",)
 

@@ -27,7 +27,7 @@ def linear_forward(x, w, b=None):
     x2 = x.reshape(-1, x.shape[-1])                    # (..., in) -> (R, in): one GEMM, not one per batch row
     out = x2 @ w                                       # (R, in) @ (in, out) -> (R, out)
     if b is not None:
-        out += b
+        kernels.bias_add(out, b)                       # out += b on every row
     return out.reshape(*x.shape[:-1], w.shape[1]), LinearCache(x2, w)
 
 
@@ -37,7 +37,7 @@ def linear_backward(dout, cache):
     d2 = dout.reshape(-1, dout.shape[-1])              # (..., out) -> (R, out)
     dx = d2 @ w.T                                      # (R, out) @ (out, in) -> (R, in)
     dw = x2.T @ d2                                     # (in, R) @ (R, out) -> (in, out)
-    db = d2.sum(axis=0)
+    db = kernels.col_sum(np.ascontiguousarray(d2))     # sum over rows
     return dx.reshape(*dout.shape[:-1], w.shape[0]), dw, db
 
 
