@@ -165,3 +165,21 @@ def test_record_run_detects_a_different_run(tiny_run, tmp_path):
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="does not reproduce"):
         record_run(bad, every=4)
+
+
+def test_attention_entropy_from_scores_matches_p_log_p_in_float32():
+    """The one-log-per-row identity (telemetry._mean_row_entropy) against −Σ p ln p in float64,
+    on float32 probabilities from the engine's own softmax, causal and not."""
+    from minitransformer.engine import kernels
+    rng = np.random.default_rng(3)
+    B, NH, T = 2, 3, 17
+    for causal in (True, False):
+        raw = (3.0 * rng.standard_normal((B * NH * T, T))).astype(np.float32)
+        scores = (raw * np.float32(0.5)).reshape(B * NH, T, T)
+        if causal:
+            scores = scores + kernels._causal_bias(T, np.float32)
+        probs = kernels.softmax_fwd(raw.copy(), 0.5, causal)
+        p = probs.astype(np.float64)
+        want = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1).mean()
+        got = telemetry.attention_entropy(probs.reshape(B, NH, T, T), scores.reshape(B, NH, T, T))
+        assert got == pytest.approx(want, rel=1e-5)
