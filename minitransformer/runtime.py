@@ -20,6 +20,10 @@ What setup() changes, and why (each measured on nanoGPT's CPU configuration):
    thread each, so that N workers on N cores do not oversubscribe them. BLAS reads its thread
    count when it loads, so a worker process gets THREAD_ENV (worker_env) in its environment before
    NumPy is imported; setup() sets Numba's count, which can change at any time.
+4. cores(): how many cores this process may use (its CPU affinity, or setup's `threads`), which
+   is how many shards a training step is cut into by default (training/shards.py), and
+   blas_threads(n): OpenBLAS's thread count, read or changed while the process runs, through the
+   library's own C function. A sharded step runs each shard on its own thread with one BLAS thread.
 """
 import ctypes
 import ctypes.util
@@ -70,3 +74,59 @@ def worker_env(threads=1, base=None):
     env = dict(os.environ if base is None else base)
     env.update({k: str(threads) for k in THREAD_ENV})
     return env
+
+
+# --------------------------------------------------------------------------------------------
+# Cores and BLAS threads
+
+def cores():
+    """The cores this process may use: setup(threads=N)'s N, else its CPU affinity's size."""
+    if "threads" in _done:
+        return _done["threads"]
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                             # not Linux
+        return os.cpu_count() or 1
+
+
+# OpenBLAS's own functions, under the names NumPy's wheels (scipy-openblas, 64-bit ints) and
+# other builds export them.
+_BLAS_SET = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+             "openblas_set_num_threads64_", "openblas_set_num_threads")
+_BLAS_GET = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+             "openblas_get_num_threads64_", "openblas_get_num_threads")
+
+
+def _openblas():
+    """(get, set) C functions of the OpenBLAS that NumPy loaded, or None: found among the shared
+    libraries this process has mapped (Linux), as threadpoolctl does."""
+    if "openblas" in _done:
+        return _done["openblas"]
+    found = None
+    try:
+        import numpy  # noqa: F401  (loads BLAS)
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+        for path in paths:
+            lib = ctypes.CDLL(path)
+            get = next((getattr(lib, n) for n in _BLAS_GET if hasattr(lib, n)), None)
+            set_ = next((getattr(lib, n) for n in _BLAS_SET if hasattr(lib, n)), None)
+            if get is not None and set_ is not None:
+                get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                found = (get, set_)
+                break
+    except OSError:
+        found = None
+    _done["openblas"] = found
+    return found
+
+
+def blas_threads(n=None):
+    """OpenBLAS's thread count; with n, set it to n first. None when NumPy's BLAS is not an
+    OpenBLAS this process can reach (then nothing is changed)."""
+    fns = _openblas()
+    if fns is None:
+        return None
+    if n is not None:
+        fns[1](int(n))
+    return int(fns[0]())

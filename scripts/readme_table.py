@@ -57,6 +57,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("build.py", "what a run is built from: data, model config, model, optimizer, random streams, batches"),
         ("preflight.py", "checks before anything is written: memory estimate, data content hash"),
         ("step.py", "the one training step (loss and gradients, clip, update) and the divergence rule"),
+        ("shards.py", "one step's batch cut over threads, one shard per core; the gradient summed in shard order"),
         ("evaluate.py", "train and validation loss (and ViT accuracy) on the evaluation stream"),
         ("progress.py", "the progress line on stderr: step, loss, lr, ms/iter, ETA"),
         ("signals.py", "Ctrl-C and SIGTERM: stop at a step boundary, checkpoint, exit 130 / 143"),

@@ -77,10 +77,19 @@ def test_without_shared_folder_the_client_writes_returned_files(reference, tmp_p
     small files; the client writes them, and the row is the same as the reference's."""
     monkeypatch.setattr(dask_backend.tempfile, "gettempdir", lambda: str(tmp_path / "worker"))
     import json
+    import numba
+    from minitransformer import runtime
+    # dask_task is a worker's entry point: it calls runtime.setup(threads=1). Run here, in the
+    # test process, that would leave one thread (and one shard) to every later test.
+    monkeypatch.setattr(runtime, "_done", dict(runtime._done))
+    threads = numba.get_num_threads()
     name = "lr=0.01,seed=1"
     train = json.loads((reference / "runs" / name / "config.json").read_text())["train"]
     run_dir = tmp_path / "client" / "runs" / name
-    result = dask_backend.dask_task(train, str(run_dir), str(tmp_path / "client"), "abc123")
+    try:
+        result = dask_backend.dask_task(train, str(run_dir), str(tmp_path / "client"), "abc123")
+    finally:
+        numba.set_num_threads(threads)
     assert result["in_place"] is False and not run_dir.exists()
     assert (tmp_path / "worker" / "minitransformer-sweeps" / "abc123" / name /
             "checkpoint.npz").is_file()

@@ -18,6 +18,7 @@ from minitransformer.engine.optim import AdamW
 from minitransformer.errors import CheckpointError
 from minitransformer.training import build, step as train_step_module
 from minitransformer.training.config import TrainConfig, VIT_DEFAULTS
+from minitransformer.training.shards import auto_shards
 from minitransformer.training.loop import resume, run
 from minitransformer.training.checkpoint import load_checkpoint, load_run, save_checkpoint
 from minitransformer.training.runfolder import read_jsonl
@@ -75,7 +76,8 @@ def test_run_folder_files_and_keys(full_run):
                                                       "telemetry.jsonl"]
     config = json.loads((out / "config.json").read_text())
     data = str((ROOT / "data" / "tinyshakespeare.txt").resolve())         # stored resolved
-    assert config["train"] == dict(tiny().to_dict(), data=data)
+    shards = auto_shards(tiny().batch_size)                                # stored resolved too
+    assert config["train"] == dict(tiny().to_dict(), data=data, shards=shards)
     assert TrainConfig.from_dict(config["train"]).to_dict() == config["train"]   # repeatable
     assert config["data_hash"]["files"] == [data] and len(config["data_hash"]["sha256"]) == 64
     assert config["model"]["n_embd"] == 32 and config["model"]["vocab_size"] == 65

@@ -42,6 +42,7 @@ import numpy as np
 from .. import GPTConfig, ViTConfig, build_model, runtime
 from ..engine.optim import AdamW
 from ..errors import ConfigError
+from ..training.shards import Shards, auto_shards
 from ..training.step import train_step
 
 
@@ -66,18 +67,25 @@ def model_flops(cfg, n_params_no_pos, batch_size):
     return 6 * n_params_no_pos * B * T + 12 * L * C * T * B * T
 
 
-def ours_step_fn(cfg, batch_size, dtype="float32", seed=0):
+def ours_step_fn(cfg, batch_size, dtype="float32", seed=0, shards=None):
     """(step, model): step() does one training iteration of our GPT on a fixed random batch,
-    the training loop's own step function (training/step.py) with lr 1e-3 and clip 1.0."""
+    the training loop's own step function (training/step.py) with lr 1e-3 and clip 1.0, its
+    batch cut over `shards` threads as `train` does (None: train's default, one per core).
+    step.keywords["shards"].close() gives BLAS its threads back."""
     model = build_model(cfg, init="gpt2", seed=seed, dtype=dtype)
     opt = AdamW(model.params, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, cfg.vocab_size, (batch_size, cfg.block_size))      # (B, T)
     y = rng.integers(0, cfg.vocab_size, (batch_size, cfg.block_size))      # (B, T)
-    return functools.partial(train_step, model, opt, x, y, 1e-3, 1.0), model
+    return _step(model, opt, x, y, shards), model
 
 
-def ours_vit_step_fn(cfg, batch_size, dtype="float32", seed=0):
+def _step(model, opt, x, y, shards):
+    n = auto_shards(len(x)) if shards is None else shards
+    return functools.partial(train_step, model, opt, x, y, 1e-3, 1.0, shards=Shards(n))
+
+
+def ours_vit_step_fn(cfg, batch_size, dtype="float32", seed=0, shards=None):
     """(step, model): as ours_step_fn for a ViT, on a fixed batch of random images and labels."""
     model = build_model(cfg, init="vit", seed=seed, dtype=dtype)
     opt = AdamW(model.params, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
@@ -85,7 +93,7 @@ def ours_vit_step_fn(cfg, batch_size, dtype="float32", seed=0):
     shape = (batch_size, cfg.image_size, cfg.image_size, cfg.in_channels)
     x = rng.random(shape).astype(dtype)                                     # (B, H, W, Cin)
     y = rng.integers(0, cfg.n_classes, batch_size)                          # (B,)
-    return functools.partial(train_step, model, opt, x, y, 1e-3, 1.0), model
+    return _step(model, opt, x, y, shards), model
 
 
 def time_iterations(step, iters, warmup):
@@ -143,6 +151,8 @@ def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, voc
     tokens = batch_size * block_size
     peak = gemm_peak(gemm_size, dtype=dtype)
     times = time_iterations(step, iters, warmup)
+    shards = step.keywords["shards"].n
+    step.keywords["shards"].close()                    # BLAS's threads back, for the peak
     peak = max(peak, gemm_peak(gemm_size, dtype=dtype))    # before and after: the best of both
     return dict(
         config=dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
@@ -154,7 +164,7 @@ def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, voc
         **summarize(times, tokens, flops, peak),
         machine=dict(cpus=os.cpu_count(), python=platform.python_version(),
                      numpy=np.__version__),
-        threads=None,
+        threads=None, shards=shards,
     )
 
 
@@ -182,7 +192,8 @@ def format_report(r):
         f"  {r['iters']} timed iterations after {r['warmup']} warm-up "
         f"(forward + backward + clip + AdamW), "
         + ("default threads" if r["threads"] is None else
-           f"{r['threads']} thread(s) of BLAS/Numba in a fresh process"),
+           f"{r['threads']} thread(s) of BLAS/Numba in a fresh process")
+        + f", the batch in {r['shards']} shard(s) as train cuts it",
         f"  ms/iter          median {r['ms_median']:.2f}   p90 {r['ms_p90']:.2f}   "
         f"mean {r['ms_mean']:.2f}   min {r['ms_min']:.2f}",
         f"  tokens/s         {r['tokens_per_s']:,.0f}",

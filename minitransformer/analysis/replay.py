@@ -23,6 +23,7 @@ from ..training.build import get_batch, make_optimizer, make_streams
 from ..training.masks import apply_masks, mask_optimizer_state, run_masks, sparsity
 from ..training.checkpoint import restore_checkpoint
 from ..training.runfolder import append_jsonl, claim_folder, read_json, run_files
+from ..training.shards import Shards
 from ..training.step import train_step
 
 
@@ -61,6 +62,7 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
     sx, sy = snap.batch(seed=sharpness_batch_seed)
     tel_path, sh_path = files.telemetry, files.sharpness
     lock, _ = claim_folder(run_dir, new=False)         # one writer: not while it trains
+    shards = Shards(cfg.shards or 1)                   # as it trained (none recorded: one)
     try:
         tel_path.write_text("")
         if sharpness_every:
@@ -72,7 +74,7 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
             logged = step % every == 0
             trace = {} if logged and activations else None
             res = train_step(model, opt, x, y, cfg.lr_at(step), cfg.grad_clip, trace=trace,
-                             keep_before=logged, masks=masks)    # what the training loop does
+                             keep_before=logged, masks=masks, shards=shards)   # as training does
             t1 = time.perf_counter()
             if logged:
                 rec = step_record(step, res.lr, res.grad_norm, cfg.grad_clip, res.before, model,
@@ -96,6 +98,7 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
             if progress and step % 50 == 0:
                 progress(f"replay step {step}/{end}")
     finally:
+        shards.close()
         lock.release()
     ms_step = 1e3 * float(np.median(t_step)) if t_step else None
     ms_tel = 1e3 * float(np.median(t_tel)) if t_tel else None

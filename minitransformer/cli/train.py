@@ -47,6 +47,8 @@ TRAIN_OPTIONS = [
     ("--data-seed", "data_seed", int, "Seed of the batches, evaluation and sampling "
                                       "(none = --seed)."),
     ("--dtype", "dtype", str, "float32 | float64."),
+    ("--shards", "shards", int, "Threads each step's batch is cut over, one shard each "
+                                "(none = one per core; recorded, so resume takes the same steps)."),
     ("--init", "init", str, "Initialization scheme (gpt2 for gpt, vit for vit when unset)."),
     ("--init-scale", "init_scale", float, "Multiplies every weight matrix after the scheme."),
     ("--init-std", "init_std", float, "Std of schemes that take one."),

@@ -24,11 +24,10 @@ from .kernels_gelu import (gelu_tanh_fwd_numba, gelu_tanh_fwd_numpy, gelu_tanh_b
                            gelu_tanh_bwd_numpy, gelu_erf_fwd_numba, gelu_erf_fwd_numpy,
                            gelu_erf_bwd_numba, gelu_erf_bwd_numpy)
 
-# The kernels are single-threaded: at these sizes (~100k elements) a parallel loop's start-up
-# cost more than it saved (layernorm_bwd 0.26 ms serial, 0.45 ms on 2 threads; GELU's backward
-# 0.16 ms serial, 0.20 ms on 2 threads). The one parallel kernel (the float64 erf in
-# kernels_gelu.py) should run on the workqueue threading layer, which runtime.setup() selects
-# (entry points call it; importing this module changes nothing process-wide).
+# The kernels are single-threaded (and nogil, so that a step's shards run them on two threads at
+# once: training/shards.py): at these sizes (~100k elements) a parallel loop's start-up cost more
+# than it saved (layernorm_bwd 0.26 ms serial, 0.45 ms on 2 threads; GELU's backward 0.16 ms
+# serial, 0.20 ms on 2 threads).
 
 
 # --------------------------------------------------------------------------------------------
@@ -36,7 +35,7 @@ from .kernels_gelu import (gelu_tanh_fwd_numba, gelu_tanh_fwd_numpy, gelu_tanh_b
 # bias gradient, the sum over rows (backward). NumPy's broadcasting add and its axis-0 sum make
 # temporaries and strided passes; a row loop is 2-3x faster at (768, 128..512).
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def bias_add_numba(out, b):
     """out (R, N) += b (N,) on every row, in place; returns out."""
     R, N = out.shape
@@ -52,7 +51,7 @@ def bias_add_numpy(out, b):
     return out
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def col_sum_numba(d):
     """d (R, N) -> (N,): the sum over rows, accumulated in d's dtype (as NumPy's)."""
     R, N = d.shape
@@ -70,7 +69,7 @@ def col_sum_numpy(d):
 # --------------------------------------------------------------------------------------------
 # LayerNorm over the last axis: y = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps)
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def layernorm_fwd_numba(x, w, b, eps):
     """(R, C) -> y (R, C), mean (R,), rstd (R,). Two passes over each row (mean, then the
     variance around it, in float64), a third writes y; fastmath lets each pass run in SIMD lanes."""
@@ -106,7 +105,7 @@ def layernorm_fwd_numpy(x, w, b, eps):
     return xc, mean, rstd.astype(x.dtype, copy=False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def layernorm_bwd_numba(dy, x, mean, rstd, w):
     """dy, x (R, C) -> dx (R, C), dw (C,), db (C,).
 
@@ -154,7 +153,7 @@ def layernorm_bwd_numpy(dy, x, mean, rstd, w):
 # Attention softmax over keys, in place: p = softmax(scale * s) with keys j > t masked when causal.
 # Rows are (B*NH*T) query rows of T keys; row r is query position t = r % T.
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _softmax_fwd32(s, scale, causal):
     """float32, one (T, T) block of rows (one batch row and head) at a time: the shifted scores
     of the whole block go into a buffer, exp32 runs over it in one long SIMD loop (per-row calls
@@ -190,7 +189,7 @@ def _softmax_fwd32(s, scale, causal):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _softmax_fwd_exact(s, scale, causal):
     """Any dtype, libm's exp (float64: the gradient checks)."""
     R, T = s.shape
@@ -242,7 +241,7 @@ def _causal_bias(T, dtype):
     return _CAUSAL_CACHE[key]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def softmax_bwd_numba(p, dp, scale):
     """p, dp (R, T) -> ds (R, T), written into dp.
 
@@ -270,7 +269,7 @@ def softmax_bwd_numpy(p, dp, scale):
 # --------------------------------------------------------------------------------------------
 # Softmax cross-entropy, forward and backward fused: the loss needs the probabilities anyway.
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def xent_numba(logits, y):
     """logits (R, V), y (R,) int -> mean loss (float), dlogits (R, V) = (softmax - onehot) / R."""
     R, V = logits.shape
@@ -309,7 +308,7 @@ def xent_numpy(logits, y):
 # --------------------------------------------------------------------------------------------
 # Embedding backward: scatter-add rows of dout into the table (np.add.at is a slow path).
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def embedding_bwd_numba(idx, dout, V):
     """idx (R,) int, dout (R, C) -> dW (V, C)."""
     R, C = dout.shape

@@ -7,7 +7,7 @@ Shapes: any; the Numba versions need C-contiguous arrays (the linear layers' out
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .vmath import FASTMATH, erf32_into, exp32_into
 
@@ -23,7 +23,7 @@ _GELU_K = 0.044715
 # the Numba version fuses the polynomial and the product into one pass each around np.tanh.
 # (A fused float32 pass with tanh = 1 - 2 / (exp32(2u) + 1) measured slower: 0.47 vs 0.35 ms.)
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gelu_tanh_arg(x):
     u = np.empty_like(x)
     xf, uf = x.reshape(-1), u.reshape(-1)
@@ -33,7 +33,7 @@ def _gelu_tanh_arg(x):
     return u
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gelu_tanh_out(x, t):
     y = np.empty_like(x)
     xf, tf, yf = x.reshape(-1), t.reshape(-1), y.reshape(-1)
@@ -62,7 +62,7 @@ def gelu_tanh_fwd_numpy(x):
     return y, t
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def gelu_tanh_bwd_numba(x, t, dy):
     """dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx,  du/dx = sqrt(2/pi) (1 + 3k x^2).  One pass."""
     dx = np.empty_like(x)
@@ -96,7 +96,7 @@ def gelu_tanh_bwd_numpy(x, t, dy):
 
 _CHUNK = 1024                                          # elements per erf32 / exp32 call: scratch in L1
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _gelu_erf_fwd32(x):
     y, cdf = np.empty_like(x), np.empty_like(x)
     xf, yf, cf = x.reshape(-1), y.reshape(-1), cdf.reshape(-1)
@@ -116,7 +116,7 @@ def _gelu_erf_fwd32(x):
     return y, cdf
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _gelu_erf_bwd32(x, cdf, dy):
     dx = np.empty_like(x)
     xf, cf, dyf, dxf = x.reshape(-1), cdf.reshape(-1), dy.reshape(-1), dx.reshape(-1)
@@ -134,11 +134,11 @@ def _gelu_erf_bwd32(x, cdf, dy):
     return dx
 
 
-@njit(cache=True, parallel=True)   # float64 only: erf is ~40 flops, and 2 threads pay here
-def _phi_cdf(x):
+@njit(cache=True, nogil=True)   # float64 only. Serial: a step's shards call it from two threads
+def _phi_cdf(x):                  # at once, which Numba's workqueue threading layer cannot serve
     c = np.empty_like(x)
     xf, cf = x.reshape(-1), c.reshape(-1)
-    for i in prange(xf.size):
+    for i in range(xf.size):
         cf[i] = 0.5 * (1.0 + math.erf(xf[i] * _INV_SQRT_2))
     return c
 
@@ -159,7 +159,7 @@ def gelu_erf_fwd_numpy(x):
     return x * cdf, cdf
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gelu_erf_combine(x, cdf, e, dy):
     dx = np.empty_like(x)
     xf, cf, ef, dyf, dxf = x.reshape(-1), cdf.reshape(-1), e.reshape(-1), dy.reshape(-1), dx.reshape(-1)

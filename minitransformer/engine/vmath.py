@@ -54,7 +54,7 @@ LN2_HI = 0.693145751953125        # ln 2 rounded to 16 mantissa bits: k * LN2_HI
 LN2_LO = 1.428606765330187e-06    # ln 2 - LN2_HI
 
 
-@njit(cache=True, fastmath=ELEMENTWISE, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=ELEMENTWISE, error_model="numpy")
 def exp32_into(x, out, bits):
     """out[:n] = exp(x[:n]), n = len(x), for float32 1-D arrays; bits is int32 scratch of length
     >= n (the exponent fields, viewed as float32 powers of two). out must not be x: LLVM guards
@@ -80,7 +80,7 @@ def exp32_into(x, out, bits):
         out[i] *= two_k[i]
 
 
-@njit(cache=True, fastmath=ELEMENTWISE, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=ELEMENTWISE, error_model="numpy")
 def exp32(x):
     """exp of a float32 array of any shape (a fresh array): exp32_into over its elements."""
     flat = np.ascontiguousarray(x).reshape(-1)
@@ -99,7 +99,7 @@ ERF_TAYLOR = tuple(2.0 / 1.7724538509055159 * (-1) ** n / (math.factorial(n) * (
                    for n in range(7))
 
 
-@njit(cache=True, fastmath=ELEMENTWISE, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=ELEMENTWISE, error_model="numpy")
 def erf32_into(x, out, e, bits):
     """out[:n] = erf(x[:n]) for float32 1-D arrays; e float32 and bits int32 scratch of length
     >= n. out, x and e must be three different arrays (see exp32_into)."""
@@ -123,7 +123,7 @@ def erf32_into(x, out, e, bits):
         out[i] = small if abs(v) < np.float32(0.5) else large
 
 
-@njit(cache=True, fastmath=ELEMENTWISE, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=ELEMENTWISE, error_model="numpy")
 def erf32(x):
     """erf of a float32 array of any shape (a fresh array): erf32_into over its elements."""
     flat = np.ascontiguousarray(x).reshape(-1)

@@ -14,7 +14,7 @@ Values: a grid or base value may be a Python value or the text a user typed on t
 Python API build identical specs. Float fields hold floats (lr=1 becomes 1.0), so a run's name does
 not depend on how its value was written.
 """
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 import hashlib
 import itertools
 import json
@@ -206,8 +206,11 @@ def _describe(settings):
 
 def make_config(spec, settings, seed):
     """The TrainConfig of one run: base options, then the point's settings, then its seed; all
-    recorded as explicit, as `python cli.py train` would with the same options."""
-    return TrainConfig.for_model(**spec.base, **settings, seed=seed)
+    recorded as explicit, as `python cli.py train` would with the same options. shards is 1
+    unless the spec sets it: a worker has one core (training/shards.py), and a run's result must
+    not depend on the backend or the machine that ran it."""
+    cfg = TrainConfig.for_model(**spec.base, **settings, seed=seed)
+    return cfg if cfg.shards is not None else replace(cfg, shards=1)
 
 
 def check_spec(spec, check_data=True):

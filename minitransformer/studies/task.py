@@ -50,6 +50,8 @@ def _as_recorded(train_dict):
         return dict(train_dict)
     if d.get("model") == "gpt" and d.get("data"):
         d["data"] = str(data_path(d["data"]).resolve())
+    if d.get("shards") is None:                        # made before shards existed: it had one
+        d["shards"] = 1
     return d
 
 

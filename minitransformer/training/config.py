@@ -90,6 +90,8 @@ class TrainConfig:
     init_seed: int = None               # initial weights: default_rng(init_seed); None = seed
     data_seed: int = None               # batches, evaluation, sampling; None = seed
     dtype: str = "float32"              # training precision: float32 or float64
+    shards: int = None                  # threads a step's batch is cut over (training/shards.py);
+                                        # None = one per core, resolved and recorded at the start
     explicit: tuple = ()                # fields the user set; init schemes may adapt the others
 
     def __post_init__(self):
@@ -148,6 +150,11 @@ class TrainConfig:
             check_nonnegative_int(name, getattr(self, name))
         if self.lr_decay_iters is not None:
             check_positive_int("lr_decay_iters", self.lr_decay_iters)
+        if self.shards is not None:
+            check_positive_int("shards", self.shards)
+            if self.shards > self.batch_size:
+                raise ConfigError(f"shards ({self.shards}) cannot exceed batch_size "
+                                  f"({self.batch_size})")
         if self.base_width is not None:
             check_positive_int("base_width", self.base_width)
         if self.impulse_k not in (3, 5):

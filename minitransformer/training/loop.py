@@ -59,6 +59,7 @@ from .runfolder import (append_jsonl, truncate_logs, default_out_dir, check_out_
                         read_json, read_run_config, write_json, write_run_config, claim_folder,
                         remove_half_made, recorded_bpe,
                         save_tokenizer)
+from .shards import Shards, auto_shards
 from .step import train_step
 from .state import Carry, Run
 from .transfer import apply_init_from
@@ -88,6 +89,10 @@ def setup(cfg, out_dir, resume, progress, command, allow_data_change=False):
         data = resolve_data(cfg, source=recorded_bpe(cfg.init_from) if cfg.init_from else None)
     if cfg.kind.on_text and not resume:              # stored resolved: resume from anywhere
         cfg = replace(cfg, data=str(data_path(cfg.data).resolve()))
+    if not resume and cfg.shards is None:             # recorded: resume makes the same steps
+        cfg = replace(cfg, shards=auto_shards(cfg.batch_size))
+    elif cfg.shards is None:                           # a run from before shards: it had one
+        cfg = replace(cfg, shards=1)
     fingerprint = data_fingerprint(cfg, getattr(data, "tokenizer", None))
     vocab = data.vocab if cfg.kind.on_text else None
     saved, notes = None, []
@@ -227,7 +232,7 @@ def one_step(r, step):
     trace = {} if watch else None                      # this forward's activations, for telemetry
     res = train_step(r.model, r.opt, x, y, cfg.lr_at(step), cfg.grad_clip,
                      initial_loss=r.carry.initial_loss, trace=trace, keep_before=watch,
-                     masks=r.masks)
+                     masks=r.masks, shards=r.shards)
     if r.carry.initial_loss is None:
         r.carry.initial_loss = res.loss
     if not res.updated:
@@ -398,6 +403,7 @@ def train(r):
     cfg, step = r.cfg, r.start
     try:
         open_folder(r)
+        r.shards = Shards(cfg.shards)
         for step in range(r.start, cfg.max_iters):
             if r.signals.signum is not None:
                 stop_for_signal(r, step)
@@ -408,6 +414,8 @@ def train(r):
         after_failure(r, e)
         raise
     finally:
+        if r.shards is not None:
+            r.shards.close()
         if r.metrics is not None:
             r.metrics.close()
         r.lock.release()

@@ -56,6 +56,7 @@ class Run:
     watch_times: list = field(default_factory=list)
     divergence: dict = None             # {"step", "reason", "loss"} once the run diverged
     masks: dict = None                  # pruning masks {name: bool array}; None = dense
+    shards: object = None               # shards.Shards while the steps run (cfg.shards threads)
 
     @property
     def vocab(self):

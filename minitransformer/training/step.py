@@ -8,7 +8,9 @@ The training loop, the telemetry replay, the speed benchmark, the coordinate che
 measure is what training does. In order:
 
     1. loss, grads = model.loss_and_grads(x, y)        (forward + backward; `trace` collects the
-                                                         forward's activations for telemetry)
+                                                         forward's activations for telemetry;
+                                                         with `shards`, one thread per piece of
+                                                         the batch: training/shards.py)
        masked gradients set to 0 (masks given)         (so clipping, AdamW's moments, its update
                                                          and weight decay never move a masked
                                                          weight: it stays exactly 0; masks.py)
@@ -45,12 +47,16 @@ def diverged(loss, initial_loss):
 
 
 def train_step(model, opt, x, y, lr, grad_clip, *, initial_loss=None, trace=None,
-               keep_before=False, masks=None):
+               keep_before=False, masks=None, shards=None):
     """One optimizer step on the batch (x, y); see the module docstring. initial_loss is the
     reference of the divergence rule (None: this step's own loss, so only a non-finite loss
     stops it); trace, a dict, receives the forward's activations; masks, {name: bool array},
-    are the pruning masks of a sparse run (masked weights are already 0)."""
-    loss, grads = model.loss_and_grads(x, y, trace=trace)
+    are the pruning masks of a sparse run (masked weights are already 0); shards, a
+    shards.Shards, computes the gradient on its threads (None: in this thread, unsharded)."""
+    if shards is None:
+        loss, grads = model.loss_and_grads(x, y, trace=trace)
+    else:
+        loss, grads = shards.loss_and_grads(model, x, y, trace)
     if masks is not None:
         mask_grads(grads, masks)
     loss = float(loss)
