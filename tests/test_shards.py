@@ -155,3 +155,18 @@ def test_cli_refuses_a_bad_shard_count_in_one_line(tmp_path):
                         "--out", str(tmp_path / "r")], capture_output=True, text=True, cwd=root)
     assert p.returncode == 2 and p.stderr == "error: shards (13) cannot exceed batch_size (12)\n"
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("model", ["gpt", "vit"])
+def test_evaluation_on_the_shards_threads_gives_the_same_numbers(model):
+    from minitransformer.training.build import make_model, make_streams, model_config, resolve_data
+    from minitransformer.training.evaluate import evaluate
+    cfg = TrainConfig.for_model(model=model, n_layer=1, n_head=2, n_embd=16, eval_iters=5,
+                                batch_size=4,
+                                **({"data": "digits", "patch_size": 4} if model == "vit" else {}))
+    data = resolve_data(cfg)
+    model_ = make_model(cfg, model_config(cfg, data)[0])
+    alone = evaluate(cfg, model_, data, make_streams(0)["eval"])
+    with Shards(2) as shards:
+        pooled = evaluate(cfg, model_, data, make_streams(0)["eval"], pool=shards.pool)
+    assert pooled == alone

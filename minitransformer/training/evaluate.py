@@ -14,30 +14,37 @@ from ..engine.layers import cross_entropy_forward
 from .build import get_batch
 
 
-def evaluate(cfg, model, data, rng):
+def evaluate(cfg, model, data, rng, pool=None):
     """train_loss and val_loss: means over eval_iters batches drawn from rng. For ViT, val_loss and
-    val_acc are over the whole validation set instead (exact, and cheap at 2,000 images)."""
+    val_acc are over the whole validation set instead (exact, and cheap at 2,000 images).
+    pool, a thread pool (the run's shards.Shards.pool), evaluates the batches on its threads; the
+    batches are drawn first and the results taken in order, so the numbers do not change."""
     out = {}
+    run = map if pool is None else pool.map
     splits = ("train", "val") if cfg.kind.on_text else ("train",)
     for split in splits:
-        losses = [float(model.loss(*get_batch(cfg, data, split, rng)))
-                  for _ in range(cfg.eval_iters)]
+        batches = [get_batch(cfg, data, split, rng) for _ in range(cfg.eval_iters)]
+        losses = [float(loss) for loss in run(lambda b: model.loss(*b), batches)]
         out[f"{split}_loss"] = float(np.mean(losses))     # nats per token
     if cfg.kind.classifies:
-        out["val_loss"], out["val_acc"] = image_loss_and_accuracy(model, data.val_x, data.val_y)
+        out["val_loss"], out["val_acc"] = image_loss_and_accuracy(model, data.val_x, data.val_y,
+                                                                  pool=pool)
     else:                                   # nats per token -> bits per character of the text
         out["val_bpc"] = out["val_loss"] * data.val_tokens_per_char / math.log(2)
     return out
 
 
-def image_loss_and_accuracy(model, x, y, chunk=500):
-    """Mean cross-entropy and accuracy of a ViT over all of (x, y), in chunks of 500 images."""
-    total_loss, correct = 0.0, 0
-    for i in range(0, len(x), chunk):
+def image_loss_and_accuracy(model, x, y, chunk=500, pool=None):
+    """Mean cross-entropy and accuracy of a ViT over all of (x, y), in chunks of 500 images
+    (on pool's threads when given; summed in order)."""
+    def one(i):
         logits = model.forward(x[i:i + chunk])                  # (b, K)
         loss, _ = cross_entropy_forward(logits, y[i:i + chunk])
-        total_loss += float(loss) * len(logits)
-        correct += int((logits.argmax(axis=1) == y[i:i + chunk]).sum())
+        return float(loss) * len(logits), int((logits.argmax(axis=1) == y[i:i + chunk]).sum())
+    total_loss, correct = 0.0, 0
+    for loss, right in (map if pool is None else pool.map)(one, range(0, len(x), chunk)):
+        total_loss += loss
+        correct += right
     return total_loss / len(x), correct / len(x)
 
 

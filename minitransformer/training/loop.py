@@ -203,7 +203,8 @@ def updated_config(r):
 
 def evaluate_now(r, step):
     """Evaluate the current parameters on the evaluation stream; tracks the best val loss."""
-    ev = evaluate(r.cfg, r.model, r.data, r.streams["eval"])
+    ev = evaluate(r.cfg, r.model, r.data, r.streams["eval"],
+                  pool=r.shards.pool if r.shards is not None else None)
     if r.carry.best_val_loss is None or ev["val_loss"] < r.carry.best_val_loss:
         r.carry.best_val_loss = ev["val_loss"]
     r.show.message(f"step {step}: {format_eval(ev)}")
