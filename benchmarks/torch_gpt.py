@@ -12,7 +12,9 @@ blocks (LayerNorm eps 1e-5), fused qkv projection, causal scaled-dot-product att
 tied to the token embedding, biases everywhere but the head, no dropout. Training step, for both:
 loss.backward / loss_and_grads, global gradient-norm clipping to 1.0, AdamW (lr 1e-3, betas 0.9 /
 0.99, weight decay 0.1 on 2-D tensors only; torch.optim.AdamW with its default implementation).
-Both train in float32 on the same fixed batch of random tokens with all cores.
+Both train in float32 on the same fixed batch of random tokens with all cores: PyTorch with its
+intra-op threads, ours as `train` does, the batch cut into one shard per core, each on its own
+thread with one BLAS thread (training/shards.py); with --threads 1, one thread each.
 
 Timing is the same function (minitransformer.analysis.bench.time_iterations) for both: `warmup`
 untimed iterations, then `iters` timed ones. To be fair on a busy machine the two alternate in
@@ -100,7 +102,10 @@ def time_side(side, a):
     else:
         import torch
         step, _ = torch_step_fn(torch, cfg, a.batch_size)
-    return time_iterations(step, a.iters, a.warmup)
+    times = time_iterations(step, a.iters, a.warmup)
+    if side == "ours":
+        step.keywords["shards"].close()             # BLAS's threads back (--same-process)
+    return times
 
 
 def parse_args():
@@ -133,7 +138,8 @@ def main():
 
     cfg = GPTConfig(vocab_size=a.vocab_size, block_size=a.block_size, n_layer=a.n_layer,
                     n_head=a.n_head, n_embd=a.n_embd)
-    _, model = ours_step_fn(cfg, a.batch_size)
+    # one shard here (only the parameters are counted): BLAS keeps its threads for the peak
+    _, model = ours_step_fn(cfg, a.batch_size, shards=1)
     _, tmodel = torch_step_fn(torch, cfg, a.batch_size)
     n_params = sum(p.size for p in model.params.values())
     n_torch = sum(p.numel() for p in tmodel.parameters())

@@ -99,7 +99,10 @@ def time_side(side, a):
     else:
         import torch
         step, _ = torch_vit_step_fn(torch, vit_config(a), a.batch_size)
-    return time_iterations(step, a.iters, a.warmup)
+    times = time_iterations(step, a.iters, a.warmup)
+    if side == "ours":
+        step.keywords["shards"].close()             # BLAS's threads back (--same-process)
+    return times
 
 
 def vit_flops(cfg, n_params, batch_size):
@@ -130,7 +133,8 @@ def main():
         runtime.setup(threads=a.threads)
         torch.set_num_threads(a.threads or torch.get_num_threads())
     cfg = vit_config(a)
-    _, model = ours_vit_step_fn(cfg, a.batch_size)
+    # one shard here (only the parameters are counted): BLAS keeps its threads for the peak
+    _, model = ours_vit_step_fn(cfg, a.batch_size, shards=1)
     _, tmodel = torch_vit_step_fn(torch, cfg, a.batch_size)
     n_params = sum(p.size for p in model.params.values())
     n_torch = sum(p.numel() for p in tmodel.parameters())
