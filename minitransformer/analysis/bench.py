@@ -1,7 +1,8 @@
 """Speed benchmark: how fast a training iteration is, and how close that is to this machine's peak.
 
 One timed iteration = loss and gradients (forward + backward) + gradient clipping + an AdamW step,
-in float32, on a fixed batch of random tokens, after `warmup` untimed iterations (JIT compilation,
+in float32, on a fixed batch of random tokens, the batch cut into shards as `train` cuts it (one
+per core; training/shards.py), after `warmup` untimed iterations (JIT compilation,
 caches, BLAS thread start-up). Reported: median, p90, mean and min ms/iter (the median is the
 headline; p90 and the mean show how much the run was disturbed: under load from other processes
 the mean was three times the median), tokens/s, model GFLOP/s, the measured GEMM peak in the same
@@ -144,12 +145,12 @@ def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, voc
                           f"{batch_size} and {gemm_size}")
     cfg = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
                     n_head=n_head, n_embd=n_embd)
+    peak = gemm_peak(gemm_size, dtype=dtype)           # before the shards set BLAS to 1 thread
     step, model = ours_step_fn(cfg, batch_size, dtype)
     n_params = int(sum(p.size for p in model.params.values()))
     n_no_pos = n_params - model.params["wpe.weight"].size
     flops = model_flops(cfg, n_no_pos, batch_size)
     tokens = batch_size * block_size
-    peak = gemm_peak(gemm_size, dtype=dtype)
     times = time_iterations(step, iters, warmup)
     shards = step.keywords["shards"].n
     step.keywords["shards"].close()                    # BLAS's threads back, for the peak
