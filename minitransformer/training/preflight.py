@@ -8,7 +8,7 @@ started with?
 Memory estimate of one run (bytes; `s` = the dtype's item size, 4 for float32):
 
     parameters       N * s                  N from the model's parameter table
-    gradients        N * s
+    gradients        N * s * shards         each shard's, until they are summed (shards.py)
     optimizer state  2 N * s (AdamW m, v)   or N * s (SGD momentum)
     activations      s * (L * (16 B T C + 3 B NH T^2) + 2 B T C + 3 B T V)
                      per block: the caches of LayerNorms, qkv (3), attention output, projections,
@@ -94,7 +94,7 @@ def memory_estimate(cfg, mcfg, data):
         T, V, B = mcfg.n_tokens, mcfg.n_classes, max(B, min(500, len(data.val_y)))
         data_bytes = sum(a.nbytes for a in data[:4])
     acts = s * (L * (16 * B * T * C + 3 * B * NH * T * T) + 2 * B * T * C + 3 * B * T * V)
-    return {"parameters": n * s, "gradients": n * s,
+    return {"parameters": n * s, "gradients": n * s * (cfg.shards or 1),
             "optimizer state": (2 if cfg.optimizer == "adamw" else 1) * n * s,
             "activations of one step": acts, "encoded data": data_bytes}
 
