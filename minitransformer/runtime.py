@@ -27,6 +27,7 @@ What setup() changes, and why (each measured on nanoGPT's CPU configuration):
 """
 import ctypes
 import ctypes.util
+import math
 import os
 import sys
 
@@ -80,13 +81,27 @@ def worker_env(threads=1, base=None):
 # Cores and BLAS threads
 
 def cores():
-    """The cores this process may use: setup(threads=N)'s N, else its CPU affinity's size."""
+    """The cores this process may use: setup(threads=N)'s N, else the size of its CPU affinity,
+    at most its cgroup's CPU quota (a container may see every core of its host but be allowed
+    two of them)."""
     if "threads" in _done:
         return _done["threads"]
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:                             # not Linux
         return os.cpu_count() or 1
+    quota = cpu_quota()
+    return n if quota is None else min(n, quota)
+
+
+def cpu_quota(path="/sys/fs/cgroup/cpu.max"):
+    """Whole CPUs allowed by a cgroup v2 quota ("200000 100000" -> 2, rounded up), or None."""
+    try:
+        with open(path) as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 # OpenBLAS's own functions, under the names NumPy's wheels (scipy-openblas, 64-bit ints) and

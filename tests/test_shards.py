@@ -170,3 +170,13 @@ def test_evaluation_on_the_shards_threads_gives_the_same_numbers(model):
     with Shards(2) as shards:
         pooled = evaluate(cfg, model_, data, make_streams(0)["eval"], pool=shards.pool)
     assert pooled == alone
+
+
+def test_cpu_quota_of_a_container(tmp_path):
+    f = tmp_path / "cpu.max"
+    for text, want in (("200000 100000\n", 2), ("150000 100000", 2), ("50000 100000", 1),
+                       ("max 100000", None), ("garbage", None)):
+        f.write_text(text)
+        assert runtime.cpu_quota(str(f)) == want, text
+    assert runtime.cpu_quota(str(tmp_path / "absent")) is None
+    assert runtime.cores() >= 1
