@@ -20,9 +20,9 @@ import numpy as np
 from numba import njit
 
 from .vmath import FASTMATH, exp32_into
-from .kernels_gelu import (gelu_tanh_fwd_numba, gelu_tanh_fwd_numpy, gelu_tanh_bwd_numba,  # noqa: F401
-                           gelu_tanh_bwd_numpy, gelu_erf_fwd_numba, gelu_erf_fwd_numpy,
-                           gelu_erf_bwd_numba, gelu_erf_bwd_numpy)
+from .kernels_gelu import (  # noqa: F401  (into this table of fast paths: see the end)
+    gelu_tanh_fwd_numba, gelu_tanh_fwd_numpy, gelu_tanh_bwd_numba, gelu_tanh_bwd_numpy,
+    gelu_erf_fwd_numba, gelu_erf_fwd_numpy, gelu_erf_bwd_numba, gelu_erf_bwd_numpy)
 
 # The kernels are single-threaded (and nogil, so that a step's shards run them on two threads at
 # once: training/shards.py): at these sizes (~100k elements) a parallel loop's start-up cost more
@@ -329,7 +329,8 @@ def embedding_bwd_numpy(idx, dout, V):
 # --------------------------------------------------------------------------------------------
 # The fast path. Chosen by measurement (README, "Speed"); NumPy everywhere without the JIT.
 
-_NUMBA_WINS = ("bias_add", "col_sum", "layernorm_fwd", "layernorm_bwd", "softmax_fwd", "softmax_bwd", "embedding_bwd",
+_NUMBA_WINS = ("bias_add", "col_sum", "layernorm_fwd", "layernorm_bwd", "softmax_fwd",
+               "softmax_bwd", "embedding_bwd",
                "gelu_tanh_fwd", "gelu_tanh_bwd", "gelu_erf_fwd", "gelu_erf_bwd")
 _NUMPY_WINS = ("xent",)
 

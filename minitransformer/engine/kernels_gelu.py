@@ -94,7 +94,7 @@ def gelu_tanh_bwd_numpy(x, t, dy):
 # one pass per chunk around vmath's erf32 and exp32 (libm's scalar erf kept the old kernel at
 # 1.5 ms on a 768x512 array even on 2 threads); float64 keeps libm's erf, in parallel.
 
-_CHUNK = 1024                                          # elements per erf32 / exp32 call: scratch in L1
+_CHUNK = 1024                                          # elements per erf32 / exp32 call, in L1
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _gelu_erf_fwd32(x):
