@@ -180,3 +180,14 @@ def test_cpu_quota_of_a_container(tmp_path):
         assert runtime.cpu_quota(str(f)) == want, text
     assert runtime.cpu_quota(str(tmp_path / "absent")) is None
     assert runtime.cores() >= 1
+
+
+@pytest.mark.parametrize("cfg", [GPT, VIT], ids=["gpt", "vit"])
+def test_dloss_scales_every_gradient_and_not_the_loss(cfg):
+    model = build_model(cfg, seed=0, dtype="float64")
+    x, y = batch(cfg, 3, np.random.default_rng(5), np.float64)
+    loss, grads = model.loss_and_grads(x, y)
+    loss_s, grads_s = model.loss_and_grads(x, y, dloss=0.375)
+    assert loss_s == loss
+    for name, g in grads.items():
+        np.testing.assert_allclose(grads_s[name], 0.375 * g, rtol=1e-13, atol=1e-16, err_msg=name)

@@ -70,17 +70,19 @@ class GPT:
         logits, _ = self._forward(self._check_input(idx))
         return cross_entropy_forward(logits, targets)[0]
 
-    def loss_and_grads(self, idx, targets, act_grads=False, trace=None):
+    def loss_and_grads(self, idx, targets, act_grads=False, trace=None, dloss=1.0):
         """Mean cross-entropy over all B*T positions and its gradient for every parameter.
         With act_grads=True also returns the gradients w.r.t. every traced activation; a dict
-        passed as trace receives the forward's intermediates (as forward(x, trace=True))."""
+        passed as trace receives the forward's intermediates (as forward(x, trace=True)).
+        dloss is the gradient flowing into the loss: the gradients are those of dloss * loss
+        (training/shards.py weights each shard's share of the batch this way)."""
         p, cfg = self.params, self.cfg
         idx = self._check_input(idx)
         logits, (c_emb, c_blocks, c_lnf, xf) = self._forward(idx, trace)
         loss, c_xent = cross_entropy_forward(logits, targets)
         grads = {}
 
-        dlogits = cross_entropy_backward(1.0, c_xent)  # (B, T, V)
+        dlogits = cross_entropy_backward(dloss, c_xent)  # (B, T, V)
         if cfg.logit_scale != 1.0:
             dlogits = dlogits * cfg.logit_scale
         # forward: logits = x @ wte.T  =>  dx = dlogits @ wte,  dwte_head = dlogits.T @ x

@@ -82,17 +82,19 @@ class ViT:
         logits, _ = self._forward(self._check_input(img))
         return cross_entropy_forward(logits, labels)[0]
 
-    def loss_and_grads(self, img, labels, act_grads=False, trace=None):
+    def loss_and_grads(self, img, labels, act_grads=False, trace=None, dloss=1.0):
         """Mean cross-entropy over the batch and its gradient for every parameter.
         With act_grads=True also returns the gradients w.r.t. every traced activation; a dict
-        passed as trace receives the forward's intermediates (as forward(x, trace=True))."""
+        passed as trace receives the forward's intermediates (as forward(x, trace=True)).
+        dloss is the gradient flowing into the loss: the gradients are those of dloss * loss
+        (training/shards.py weights each shard's share of the batch this way)."""
         p, cfg = self.params, self.cfg
         logits, (c_patch, c_blocks, c_norm, c_pool, c_head) = self._forward(self._check_input(img),
                                                                             trace)
         loss, c_xent = cross_entropy_forward(logits, labels)
         grads = {}
 
-        dlogits = cross_entropy_backward(1.0, c_xent)  # (B, K)
+        dlogits = cross_entropy_backward(dloss, c_xent)  # (B, K)
         if cfg.logit_scale != 1.0:
             dlogits = dlogits * cfg.logit_scale
         dpooled, *dhead = linear_backward(dlogits, c_head)
