@@ -18,11 +18,12 @@ returns the mean loss over its rows, L_i, and its gradient g_i. The whole batch'
     L = sum_i w_i L_i,    w_i = (b_i - a_i) / B,    so    dL/dθ = sum_i w_i g_i
 
 Each shard's backward starts from dloss = w_i (the models' loss_and_grads take it), so it returns
-w_i g_i and the sum is one pass of additions (weighting afterwards cost two more passes over every
-gradient: 10 ms a step at the GPU shape). They are summed in shard order, so the result does not depend on which thread finishes first. It equals
-the unsharded step's up to float rounding (tests/test_shards.py), not bit for bit: a run's
-number of shards is recorded in its config.json (`shards`), and resume, replay and every step of
-the run use it, so a run is bit-identical to itself whatever machine resumes it.
+w_i g_i and the sum is one pass of additions (weighting afterwards cost two more passes over
+every gradient: 10 ms a step at the GPU shape). They are summed in shard order, so the result
+does not depend on which thread finishes first. It equals the unsharded step's up to float
+rounding (tests/test_shards.py), not bit for bit: a run's number of shards is recorded in its
+config.json (`shards`), and resume, replay and every step of the run use it, so a run is
+bit-identical to itself whatever machine resumes it.
 
 The trace of a telemetry step is every shard's trace concatenated along the batch axis (each
 traced activation has the batch first), i.e. the unsharded trace.
