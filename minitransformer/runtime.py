@@ -19,8 +19,10 @@ What setup() changes, and why (each measured on nanoGPT's CPU configuration):
 3. Optionally, thread counts: `setup(threads=1)` is how sweep workers run, one BLAS and one Numba
    thread each, so that N workers on N cores do not oversubscribe them. BLAS reads its thread
    count when it loads, so a worker process gets THREAD_ENV (worker_env) in its environment before
-   NumPy is imported; setup() sets Numba's count, which can change at any time.
-4. cores(): how many cores this process may use (its CPU affinity, or setup's `threads`), which
+   NumPy is imported; setup() sets Numba's count, which can change at any time. (OpenBLAS's count
+   can also be changed later, through its own C function: blas_threads below.)
+4. cores(): how many cores this process may use (its CPU affinity within its cgroup's CPU quota,
+   or setup's `threads`), which
    is how many shards a training step is cut into by default (training/shards.py), and
    blas_threads(n): OpenBLAS's thread count, read or changed while the process runs, through the
    library's own C function. A sharded step runs each shard on its own thread with one BLAS thread.
