@@ -22,9 +22,8 @@ What setup() changes, and why (each measured on nanoGPT's CPU configuration):
    NumPy is imported; setup() sets Numba's count, which can change at any time. (OpenBLAS's count
    can also be changed later, through its own C function: blas_threads below.)
 4. cores(): how many cores this process may use (its CPU affinity within its cgroup's CPU quota,
-   or setup's `threads`), which
-   is how many shards a training step is cut into by default (training/shards.py), and
-   blas_threads(n): OpenBLAS's thread count, read or changed while the process runs, through the
+   or setup's `threads`), which is how many shards a training step is cut into by default
+   (training/shards.py), and blas_threads(n): OpenBLAS's thread count, read or changed while the process runs, through the
    library's own C function. A sharded step runs each shard on its own thread with one BLAS thread.
 """
 import ctypes
