@@ -26,9 +26,9 @@ import argparse
 import json
 import sys
 
-import versus  # noqa: F401  (puts the checkout on sys.path)
+import versus  # (also puts the checkout on sys.path)
 from minitransformer import GPTConfig, runtime
-from minitransformer.analysis.bench import model_flops, ours_step_fn, time_iterations
+from minitransformer.analysis.bench import model_flops, ours_step_fn
 
 SHAPES = {"cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12),
           "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=8)}
@@ -37,29 +37,15 @@ SHAPES = {"cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size
 def torch_step_fn(torch, cfg, batch_size, seed=0):
     """One training iteration of the PyTorch GPT on a fixed random batch, and the model."""
     nn, F = torch.nn, torch.nn.functional
-    C, NH = cfg.n_embd, cfg.n_head
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1, self.ln_2 = nn.LayerNorm(C, eps=1e-5), nn.LayerNorm(C, eps=1e-5)
-            self.c_attn, self.attn_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
-            self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
-
-        def forward(self, x):
-            B, T, _ = x.shape
-            q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
-            q, k, v = (t.view(B, T, NH, C // NH).transpose(1, 2) for t in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + self.attn_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+    C = cfg.n_embd
 
     class GPT(nn.Module):
         def __init__(self):
             super().__init__()
             self.wte = nn.Embedding(cfg.vocab_size, C)
             self.wpe = nn.Embedding(cfg.block_size, C)
-            self.h = nn.ModuleList(Block() for _ in range(cfg.n_layer))
+            self.h = nn.ModuleList(versus.torch_block(torch, C, cfg.n_head, 1e-5, True, "tanh")
+                                   for _ in range(cfg.n_layer))
             self.ln_f = nn.LayerNorm(C, eps=1e-5)
 
         def forward(self, idx, targets):
@@ -71,26 +57,10 @@ def torch_step_fn(torch, cfg, batch_size, seed=0):
 
     torch.manual_seed(seed)
     model = GPT()
-    for name, p in model.named_parameters():                   # GPT-2 init (speed-neutral)
-        if p.dim() == 2:
-            nn.init.normal_(p, 0.0, 0.02)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.99), eps=1e-8)
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, cfg.vocab_size, (batch_size, cfg.block_size), generator=g)
     y = torch.randint(0, cfg.vocab_size, (batch_size, cfg.block_size), generator=g)
-
-    def step():
-        loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return loss
-    return step, model
+    return versus.torch_training_step(torch, model, x, y), model
 
 
 def time_side(side, a):
@@ -102,10 +72,7 @@ def time_side(side, a):
     else:
         import torch
         step, _ = torch_step_fn(torch, cfg, a.batch_size)
-    times = time_iterations(step, a.iters, a.warmup)
-    if side == "ours":
-        step.keywords["shards"].close()             # BLAS's threads back (--same-process)
-    return times
+    return versus.time_step(side, step, a)
 
 
 def parse_args():

@@ -18,30 +18,15 @@ import argparse
 import json
 import sys
 
-import versus  # noqa: F401  (puts the checkout on sys.path)
+import versus  # (also puts the checkout on sys.path)
 from minitransformer import ViTConfig, runtime
-from minitransformer.analysis.bench import ours_vit_step_fn, time_iterations
+from minitransformer.analysis.bench import ours_vit_step_fn
 
 
 def torch_vit_step_fn(torch, cfg, batch_size, seed=0):
     """One training iteration of the PyTorch ViT on a fixed random batch, and the model."""
     nn, F = torch.nn, torch.nn.functional
-    C, NH, P = cfg.n_embd, cfg.n_head, cfg.patch_size
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.norm1, self.norm2 = nn.LayerNorm(C, eps=1e-6), nn.LayerNorm(C, eps=1e-6)
-            self.qkv, self.proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
-            self.fc1, self.fc2 = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
-
-        def forward(self, x):
-            B, T, _ = x.shape
-            q, k, v = self.qkv(self.norm1(x)).split(C, dim=2)
-            q, k, v = (t.view(B, T, NH, C // NH).transpose(1, 2) for t in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v)
-            x = x + self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
-            return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+    C, P = cfg.n_embd, cfg.patch_size
 
     class ViT(nn.Module):
         def __init__(self):
@@ -49,7 +34,9 @@ def torch_vit_step_fn(torch, cfg, batch_size, seed=0):
             self.patch_embed = nn.Linear(P * P * cfg.in_channels, C)
             self.cls_token = nn.Parameter(torch.zeros(C))
             self.pos_embed = nn.Parameter(torch.zeros(cfg.n_patches + 1, C))
-            self.blocks = nn.ModuleList(Block() for _ in range(cfg.n_layer))
+            self.blocks = nn.ModuleList(versus.torch_block(torch, C, cfg.n_head, 1e-6, False,
+                                                           "none")
+                                        for _ in range(cfg.n_layer))
             self.norm = nn.LayerNorm(C, eps=1e-6)
             self.head = nn.Linear(C, cfg.n_classes)
 
@@ -65,26 +52,10 @@ def torch_vit_step_fn(torch, cfg, batch_size, seed=0):
 
     torch.manual_seed(seed)
     model = ViT()
-    for p in model.parameters():                               # a small init (speed-neutral)
-        if p.dim() == 2:
-            nn.init.normal_(p, 0.0, 0.02)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.99), eps=1e-8)
     g = torch.Generator().manual_seed(seed)
     x = torch.rand((batch_size, cfg.image_size, cfg.image_size, cfg.in_channels), generator=g)
     y = torch.randint(0, cfg.n_classes, (batch_size,), generator=g)
-
-    def step():
-        loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return loss
-    return step, model
+    return versus.torch_training_step(torch, model, x, y), model
 
 
 def vit_config(a):
@@ -99,10 +70,7 @@ def time_side(side, a):
     else:
         import torch
         step, _ = torch_vit_step_fn(torch, vit_config(a), a.batch_size)
-    times = time_iterations(step, a.iters, a.warmup)
-    if side == "ours":
-        step.keywords["shards"].close()             # BLAS's threads back (--same-process)
-    return times
+    return versus.time_step(side, step, a)
 
 
 def vit_flops(cfg, n_params, batch_size):

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))                          # run from a checkout
 
 from minitransformer import runtime  # noqa: E402
-from minitransformer.analysis.bench import gemm_peak, summarize  # noqa: E402
+from minitransformer.analysis.bench import gemm_peak, summarize, time_iterations  # noqa: E402
 
 NOT_FORWARDED = ("json", "child", "same_process", "gemm_size", "shape")
 
@@ -38,6 +38,62 @@ def setup_side(side, threads):
     else:
         import torch
         torch.set_num_threads(threads or os.cpu_count())
+
+
+def torch_block(torch, C, NH, eps, causal, gelu):
+    """A pre-LN transformer block in PyTorch, as ours: fused qkv, scaled-dot-product attention
+    (causal or not), an MLP of 4C with GELU ("tanh": GPT-2's, "none": exact, timm's), LayerNorm
+    eps as given, biases everywhere. (B, T, C) -> (B, T, C)."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.ln_2 = nn.LayerNorm(C, eps=eps), nn.LayerNorm(C, eps=eps)
+            self.qkv, self.proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
+            self.fc, self.fc_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+
+        def forward(self, x):
+            B, T, _ = x.shape
+            q, k, v = self.qkv(self.ln_1(x)).split(C, dim=2)
+            q, k, v = (t.view(B, T, NH, C // NH).transpose(1, 2) for t in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            x = x + self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+            return x + self.fc_proj(F.gelu(self.fc(self.ln_2(x)), approximate=gelu))
+
+    return Block()
+
+
+def torch_training_step(torch, model, x, y):
+    """step() for a PyTorch model whose forward(x, y) is the loss: weight matrices drawn from
+    N(0, 0.02) (speed-neutral), then loss.backward, global clipping to 1.0 and torch AdamW (lr
+    1e-3, betas 0.9 / 0.99, weight decay 0.1 on tensors of 2 or more dimensions only), as ours."""
+    for p in model.parameters():
+        if p.dim() == 2:
+            torch.nn.init.normal_(p, 0.0, 0.02)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.99), eps=1e-8)
+
+    def step():
+        loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss
+    return step
+
+
+def time_step(side, step, a):
+    """Seconds per timed iteration of step(); ours then gives BLAS its threads back (its shards
+    set one), so that a GEMM peak measured after it in this process (--same-process) is right."""
+    times = time_iterations(step, a.iters, a.warmup)
+    if side == "ours":
+        step.keywords["shards"].close()
+    return times
 
 
 def run_child(script, what, a):
