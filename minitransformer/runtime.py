@@ -113,11 +113,14 @@ _BLAS_GET = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_thread
              "openblas_get_num_threads64_", "openblas_get_num_threads")
 
 
+_openblas_found = []                                   # [(get, set) or None] once looked up
+
+
 def _openblas():
     """(get, set) C functions of the OpenBLAS that NumPy loaded, or None: found among the shared
     libraries this process has mapped (Linux), as threadpoolctl does."""
-    if "openblas" in _done:
-        return _done["openblas"]
+    if _openblas_found:
+        return _openblas_found[0]
     found = None
     try:
         import numpy  # noqa: F401  (loads BLAS)
@@ -133,7 +136,7 @@ def _openblas():
                 break
     except OSError:
         found = None
-    _done["openblas"] = found
+    _openblas_found.append(found)                      # not in _done: setup() did not apply it
     return found
 
 
