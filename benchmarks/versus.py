@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))                          # run from a checkout
 
 from minitransformer import runtime  # noqa: E402
-from minitransformer.analysis.bench import gemm_peak, summarize, time_iterations  # noqa: E402
+from minitransformer.analysis.bench import (cpu_model, gemm_peak, summarize,  # noqa: E402
+                                             time_iterations)
 
 NOT_FORWARDED = ("json", "child", "same_process", "gemm_size", "shape")
 
@@ -155,7 +156,7 @@ def report(a, torch_version, n_params, flops, tokens, t_ours, t_torch, gemm):
     s_torch = summarize(t_torch, tokens, flops, gemm)
     return dict(config={k: v for k, v in vars(a).items() if k != "child"}, n_params=n_params,
                 gflop_per_iter=round(flops / 1e9, 4), gemm_peak_gflops=round(gemm, 1),
-                torch_version=torch_version,
+                torch_version=torch_version, cpu=cpu_model(), cpus=os.cpu_count(),
                 threads=a.threads if a.threads is not None else os.cpu_count(),
                 minitransformer=s_ours, torch=s_torch,
                 ratio_ours_over_torch=round(s_ours["ms_median"] / s_torch["ms_median"], 3),
@@ -169,8 +170,8 @@ def print_report(r, title, gemm_size):
     print(f"{title}: {r['n_params']:,} parameters, {r['gflop_per_iter']:.3f} GFLOP/iter, float32,"
           f" {r['threads']} thread(s), {a['rounds']} alternating blocks of {a['iters']} timed "
           f"iterations per side ({where})")
-    print(f"measured GEMM peak (np.matmul {gemm_size}^2 float32, same threads): "
-          f"{r['gemm_peak_gflops']:.1f} GFLOP/s")
+    print(f"machine: {r['cpu']}, {r['cpus']} CPU(s); measured GEMM peak (np.matmul "
+          f"{gemm_size}^2 float32, same threads): {r['gemm_peak_gflops']:.1f} GFLOP/s")
     print(f"{'':16}{'ms/iter median':>16}{'p90':>10}{'mean':>10}{'tokens/s':>12}"
           f"{'GFLOP/s':>10}{'of peak':>10}")
     for name, s in (("minitransformer", r["minitransformer"]),

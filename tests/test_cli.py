@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minitransformer.analysis.bench import cpu_model
 from minitransformer.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,6 +188,7 @@ def test_bench_json(run_cli):
                 "fraction_of_peak", "flops_formula"):
         assert key in r
     assert r["ms_min"] <= r["ms_median"] <= r["ms_p90"] and r["threads"] is None
+    assert r["machine"]["cpu"] == cpu_model() and r["machine"]["cpu"].strip()
     assert r["tokens_per_iter"] == 64 and r["gemm_peak_gflops"] > 0
     # known values: 15,360 parameters (wte 2,080 + wpe 512 + block 12,704 + ln_f 64) and
     # 6·14,848·4·16 + 12·1·32·16·4·16 = 6,094,848 FLOPs per iteration
@@ -211,6 +213,7 @@ def test_bench_one_thread_float64_in_a_fresh_process(run_cli):
     assert code == 0
     assert "float64" in out and "1 thread(s) of BLAS/Numba in a fresh process" in out
     assert "p90" in out and "128x128 float64" in out
+    assert f"machine          {cpu_model()}, " in out
 
 
 @pytest.mark.parametrize("option, value, words", [("--threads", "0", "threads"),
@@ -245,6 +248,7 @@ def test_torch_vit_benchmark_script(tmp_path):
     assert r["n_params"] == 800 + 16 + 272 + 3280 + 32 + 170
     assert r["minitransformer"]["ms_p90"] > 0 and r["torch"]["ms_median"] > 0
     assert r["ratio_ours_over_torch"] > 0
+    assert r["cpu"] == cpu_model() and r["cpus"] >= 1
 
 
 def test_torch_benchmark_script(tmp_path):

@@ -47,6 +47,20 @@ from ..training.shards import Shards, auto_shards
 from ..training.step import train_step
 
 
+def cpu_model():
+    """The processor's name as the OS gives it ("AMD EPYC", "Intel(R) Xeon(R) ..."): speeds and
+    ratios depend on it (one day's table here came from an Intel machine, the next from an AMD
+    one, with twice the single-thread GEMM peak on the first), so every report names it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:                                    # not Linux
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def gemm_peak(n=2048, repeats=7, dtype="float32"):
     """GFLOP/s of the fastest of `repeats` n x n matrix products (after one untimed)."""
     rng = np.random.default_rng(0)
@@ -163,7 +177,7 @@ def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, voc
         flops_formula="6*N*B*T + 12*L*C*T*B*T, N = params without wpe",
         gemm_peak_gflops=round(peak, 1), gemm_size=gemm_size,
         **summarize(times, tokens, flops, peak),
-        machine=dict(cpus=os.cpu_count(), python=platform.python_version(),
+        machine=dict(cpu=cpu_model(), cpus=os.cpu_count(), python=platform.python_version(),
                      numpy=np.__version__),
         threads=None, shards=shards,
     )
@@ -203,4 +217,6 @@ def format_report(r):
         f"  GEMM peak        {r['gemm_peak_gflops']:.1f} GFLOP/s (measured: best np.matmul "
         f"{r['gemm_size']}x{r['gemm_size']} {c['dtype']}, same threads)",
         f"  fraction of peak {r['fraction_of_peak']:.1%}",
+        f"  machine          {r['machine']['cpu']}, {r['machine']['cpus']} CPU(s), "
+        f"NumPy {r['machine']['numpy']}",
     ])
