@@ -248,3 +248,30 @@ def test_importing_a_big_gpt2_needs_about_its_size_in_memory(tmp_path):
     print(f"peak RSS above the start: {(peak - base) / size:.3f} bytes per byte of file")
     assert (peak - base) / size < 1.2, (peak - base) / size
     assert (tmp_path / "run" / "checkpoint.npz").stat().st_size > size   # everything arrived
+
+
+def test_import_takes_the_run_folder_lock(tmp_path, capsys):
+    """import-gpt2 (and import-vit: both write through write_imported_run) locks its --out as
+    `train` does: while another process holds the folder, the import is one line naming that
+    process and writes nothing; once the holder is gone the same command works."""
+    import subprocess
+    import sys
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from minitransformer.training.lock import "
+         "lock_folder; lock_folder(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+         str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as e:
+            main(["import-gpt2", str(FIXTURE), "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and err.splitlines() == [err], err
+        assert f"in use by process {holder.pid}" in err
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]    # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    main(["import-gpt2", str(FIXTURE), "--out", str(out)])
+    assert (out / "config.json").is_file() and (out / "checkpoint.npz").is_file()

@@ -17,7 +17,6 @@ folder without them gives a run on token ids. safetensors is read and written by
 """
 import json
 from pathlib import Path
-import shutil
 
 import numpy as np
 
@@ -149,13 +148,14 @@ def load_hf(hf_dir):
 def write_imported_run(out_dir, train, cfg, params, imported_from, tokenizer=None):
     """Write a run folder for imported weights: checkpoint.npz (the parameters at step 0), the
     tokenizer's files, and config.json last (what makes the folder a run). Everything is checked
-    before; a folder this call created is removed again if a write fails (no half-made runs)."""
+    before; the folder is locked while it is written, as `train` locks its own (a second import
+    or a `train --out` into it is one line naming this process), and what this call made is
+    removed again if a write fails (no half-made runs)."""
     from ..training.checkpoint import save_params
-    from ..training.runfolder import (check_out_dir, run_files, save_tokenizer,
-                                      write_run_config)
+    from ..training.runfolder import (check_out_dir, claim_folder, remove_half_made, run_files,
+                                      save_tokenizer, write_run_config)
     out = check_out_dir(out_dir)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    lock, made = claim_folder(out, new=True)           # checks again, under the lock
     try:
         save_params(run_files(out).checkpoint, params, step=0)
         save_tokenizer(out, tokenizer)
@@ -165,9 +165,10 @@ def write_imported_run(out_dir, train, cfg, params, imported_from, tokenizer=Non
                          tokenizer=tokenizer.record() if tokenizer is not None else None,
                          imported_from=imported_from)
     except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
+        remove_half_made(out, made)
         raise
+    finally:
+        lock.release()
     return out
 
 
