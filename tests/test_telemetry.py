@@ -183,3 +183,16 @@ def test_attention_entropy_from_scores_matches_p_log_p_in_float32():
         want = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1).mean()
         got = telemetry.attention_entropy(probs.reshape(B, NH, T, T), scores.reshape(B, NH, T, T))
         assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_replay_writes_back_the_runs_own_telemetry_and_sharpness_bit_for_bit(tmp_path):
+    """A run trained with telemetry and --sharpness-every, replayed with the same intervals,
+    gets telemetry.jsonl and sharpness.jsonl back byte for byte (the replay once probed
+    sharpness on another batch and overwrote the run's lines with different numbers)."""
+    out = tmp_path / "run"
+    run(TrainConfig.for_model(**dict(TINY, sharpness_every=6)), out, progress=False)
+    tel, sharp = (out / "telemetry.jsonl").read_bytes(), (out / "sharpness.jsonl").read_bytes()
+    assert len(sharp.splitlines()) == 2 and len(tel.splitlines()) == 3
+    record_run(out, every=TINY["log_interval"], sharpness_every=6)
+    assert (out / "telemetry.jsonl").read_bytes() == tel
+    assert (out / "sharpness.jsonl").read_bytes() == sharp

@@ -17,9 +17,9 @@ import numpy as np
 
 from .snapshot import load_snapshot
 from ..errors import ConfigError, RunFolderError
-from ..measure.sharpness import sharpness_record
-from ..measure.telemetry import step_record, json_safe
-from ..training.build import get_batch, make_optimizer, make_streams
+from ..measure.telemetry import step_record
+from ..training.build import (get_batch, make_optimizer, make_streams, sharpness_batch,
+                              sharpness_line)
 from ..training.masks import apply_masks, mask_optimizer_state, run_masks, sparsity
 from ..training.checkpoint import restore_checkpoint
 from ..training.runfolder import append_jsonl, claim_folder, read_json, run_files
@@ -27,11 +27,11 @@ from ..training.shards import Shards
 from ..training.step import train_step
 
 
-def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, activations=True,
-               sharpness_method="lanczos", progress=None):
+def record_run(run_dir, every=10, sharpness_every=0, activations=True, progress=None):
     """Replay the run in run_dir from its initial weights, writing telemetry.jsonl every `every`
-    steps (and sharpness.jsonl every `sharpness_every` steps, 0 = never, on one batch drawn from
-    default_rng(sharpness_batch_seed)). The replay repeats train.run's updates exactly (same
+    steps (and sharpness.jsonl every `sharpness_every` steps, 0 = never, on the probe batch and
+    by the method `train --sharpness-every` uses, so a run trained with it gets the same lines
+    back, bit for bit). The replay repeats train.run's updates exactly (same
     batches, clipping, learning rates) without its evaluations, which draw from their own
     stream; the parameters at the checkpoint's step must come out bit-identical, or a
     ValueError says the replay does not match. Returns a summary with the measured cost."""
@@ -59,7 +59,7 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
         apply_masks(params, masks)
         mask_optimizer_state(opt, masks)
     data = snap.data()
-    sx, sy = snap.batch(seed=sharpness_batch_seed)
+    probe = sharpness_batch(cfg, data) if sharpness_every else None
     tel_path, sh_path = files.telemetry, files.sharpness
     lock, _ = claim_folder(run_dir, new=False)         # one writer: not while it trains
     shards = Shards(cfg.shards or 1)                   # as it trained (none recorded: one)
@@ -86,8 +86,7 @@ def record_run(run_dir, every=10, sharpness_every=0, sharpness_batch_seed=0, act
                 t_tel.append(time.perf_counter() - t1)
             t_step.append(t1 - t0)
             if sharpness_every and step % sharpness_every == 0:
-                append_jsonl(sh_path, json_safe(sharpness_record(
-                    model, sx, sy, step, res.lr, opt, method=sharpness_method)))
+                append_jsonl(sh_path, sharpness_line(cfg, model, probe, step, res.lr, opt))
             if step + 1 == snap.step:                      # the checkpoint's parameters
                 bad = [n for n, p in params.items() if not np.array_equal(p, snap.model.params[n])]
                 if bad:

@@ -23,6 +23,7 @@ from .. import build_model
 from .. import init as _init
 from ..engine.config import GPTConfig, ViTConfig
 from ..engine.optim import AdamW, SGD
+from ..measure.sharpness import sharpness_record
 from .data import (load_dataset, get_text_batch, get_image_batch, parse_classes, subset_images,
                    subset_text, read_text)
 from .tokenizer import choose_tokenizer, bpe_text
@@ -127,6 +128,14 @@ def sharpness_batch(cfg, data):
     SeedSequence(data_seed), so probing never moves the data stream."""
     rng = np.random.default_rng(np.random.SeedSequence(cfg.data_seed).spawn(4)[3])
     return get_batch(cfg, data, "train", rng)
+
+
+def sharpness_line(cfg, model, batch, step, lr, opt):
+    """The sharpness.jsonl record `train --sharpness-every` writes after step `step` (replay
+    writes the same, bit for bit): Lanczos (~5x fewer Hessian products than power iteration) on
+    the fixed probe batch (sharpness_batch), and the Adam-preconditioned value for AdamW."""
+    return sharpness_record(model, *batch, step, lr, opt if cfg.optimizer == "adamw" else None,
+                            method="lanczos")
 
 
 def get_batch(cfg, data, split, rng):

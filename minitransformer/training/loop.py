@@ -44,9 +44,8 @@ from .. import __version__
 from ..engine.generate import generate
 from ..errors import CheckpointError, NotFound, RunFolderError
 from ..measure import telemetry
-from ..measure.sharpness import sharpness_record
 from .build import (resolve_data, data_path, model_config, make_model, make_optimizer,
-                    make_streams, sharpness_batch, get_batch)
+                    make_streams, sharpness_batch, sharpness_line, get_batch)
 from .checkpoint import save_checkpoint, restore_checkpoint
 from .config import config_from_dict
 from .evaluate import evaluate, format_eval
@@ -252,9 +251,8 @@ def one_step(r, step):
         append_jsonl(r.files.telemetry, dict(rec, loss=res.loss))
         r.watch_times.append(time.perf_counter() - t1)
     if cfg.sharpness_every and step % cfg.sharpness_every == 0:
-        append_jsonl(r.files.sharpness, sharpness_record(
-            r.model, *r.sharp_batch, step, res.lr, r.opt if cfg.optimizer == "adamw" else None,
-            method="lanczos"))                         # ~5x fewer Hessian products than power
+        append_jsonl(r.files.sharpness, sharpness_line(cfg, r.model, r.sharp_batch, step,
+                                                       res.lr, r.opt))
     logged = step % cfg.log_interval == 0 or step == cfg.max_iters - 1 or bool(ev)
     if logged:
         r.log(dict({"step": step}, loss=res.loss, lr=res.lr, **ev))
