@@ -123,7 +123,7 @@ def gelu_tanh_bwd_numpy(x, t, dy):
 # GELU, exact (timm): y = x Phi(x),  Phi(x) = 0.5 (1 + erf(x / sqrt 2)),  dy/dx = Phi(x) + x phi(x)
 # The forward returns Phi(x) for the backward, which then needs only phi (one exp). float32 runs
 # one pass per chunk around vmath's erf32 and exp32 (libm's scalar erf kept the old kernel at
-# 1.5 ms on a 768x512 array even on 2 threads); float64 keeps libm's erf, in parallel.
+# 1.5 ms on a 768x512 array even on 2 threads); float64 keeps libm's erf (serial: see _phi_cdf).
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _gelu_erf_fwd32(x):
