@@ -400,7 +400,7 @@ def test_write_stream_keeps_what_was_made_when_interrupted():
         yield from "hello"
         raise KeyboardInterrupt
     out = io.StringIO()
-    assert write_stream("> ", pieces(), out) == (5, True)
+    assert write_stream("> ", pieces(), out) == (5, signal.SIGINT)
     assert out.getvalue() == "> hello\n"
 
 

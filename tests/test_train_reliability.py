@@ -407,6 +407,52 @@ def test_signal_checkpoints_prints_the_exact_resume_command_and_exits(tmp_path, 
         assert (out / name).read_bytes() == (sig_ref / name).read_bytes(), name
 
 
+def _kernel_interrupt(signum):
+    """What CPython raises when a signal handler's exception is raised inside a C extension's
+    call (Numba's dispatcher returns its result with the exception still set): a SystemError
+    whose cause is the interrupt."""
+    from minitransformer.training.signals import Interrupted
+    try:
+        raise Interrupted(signum)
+    except Interrupted as inner:
+        try:
+            raise SystemError("CPUDispatcher(<function k>) returned a result with an exception "
+                              "set") from inner
+        except SystemError as outer:
+            return outer
+
+
+def test_interrupt_in_finds_the_interrupt_behind_a_systemerror():
+    from minitransformer.training.signals import interrupt_in
+    e = _kernel_interrupt(signal.SIGINT)
+    assert interrupt_in(e) is e.__cause__ and interrupt_in(e.__cause__) is e.__cause__
+    assert interrupt_in(SystemError("another")) is None and interrupt_in(ValueError()) is None
+
+
+def test_a_second_ctrl_c_inside_a_kernel_is_an_interruption_not_a_bug(tmp_path, run_cli,
+                                                                       monkeypatch):
+    """A second Ctrl-C raises at once, wherever the program is; inside a Numba kernel that
+    arrives as a SystemError. train must still keep the run and say how to resume (exit 130),
+    and no other command may call it an internal error."""
+    real = loop.one_step
+
+    def one_step(r, step):
+        if step == 20:                                     # past the checkpoint at 15
+            raise _kernel_interrupt(signal.SIGINT)
+        return real(r, step)
+    monkeypatch.setattr(loop, "one_step", one_step)
+    out = tmp_path / "run"
+    code, _, err = run_cli("train", *TINY_ARGS, "--max-iters", "40", "--checkpoint-interval",
+                           "15", "--out", out)
+    assert code == 130, err
+    assert "internal error" not in err and "continue from the checkpoint at step 15" in err
+    assert int(load_checkpoint(out / "checkpoint.npz")["step"]) == 15
+    monkeypatch.setattr("minitransformer.cli.train.train.callback",
+                        lambda *a, **k: (_ for _ in ()).throw(_kernel_interrupt(signal.SIGINT)))
+    code, _, err = run_cli("train", "--out", tmp_path / "other")
+    assert code == 130 and err.strip() == "interrupted", err
+
+
 # ------------------------------------------------------------------------------ 11 small ones
 
 def test_byte_order_marks_and_utf16(tmp_path):

@@ -9,15 +9,14 @@ any vocabulary (a GPT-2 imported without tokenizer files) samples token ids: the
 ("464 318", default 0) and so is the output, separated by spaces. `write_stream` prints the text
 as it is made (flushed per token on a terminal) and keeps it on Ctrl-C.
 """
-import contextlib
 import signal
-import threading
 
 import numpy as np
 
 from ..engine.generate import check_sampling, generate_iter
 from ..engine.kinds import kind_of
 from ..training.checkpoint import load_run
+from ..training.signals import SignalCatcher, interrupt_in
 from ..training.tokenizer import prompt_ids, run_tokenizer
 from ..errors import ConfigError
 
@@ -91,36 +90,33 @@ def sample_run(run_dir, prompt="", max_new_tokens=500, temperature=1.0, top_k=No
 def write_stream(head, pieces, out, flush_each=None):
     """Write head, then every piece as it comes, then a newline, to the text stream `out`;
     flush after each piece when `out` is a terminal (flush_each None) so the text appears as it
-    is generated. Ctrl-C stops the generation and keeps what was written. Returns (pieces
-    written, interrupted)."""
+    is generated. Ctrl-C (or SIGTERM) stops the generation after the token being made and keeps
+    what was written: the signal only sets a flag (training/signals.py's catcher, installed for
+    the duration when this is the main thread), looked at between tokens, so it can neither fall
+    between writing a piece and counting it nor raise inside a kernel (where Numba turned it
+    into a SystemError). A second signal stops at once. Returns (pieces written, the signal's
+    number or None)."""
     if flush_each is None:
         flush_each = hasattr(out, "isatty") and out.isatty()
-    n, interrupted = 0, False
+    n, stopped_by = 0, None
     out.write(head)
+    catcher = SignalCatcher().install()
     try:
         for piece in pieces:
-            with _sigint_held():                    # written and counted, or neither
-                out.write(piece)
-                n += 1
-                if flush_each:
-                    out.flush()
-    except KeyboardInterrupt:
-        interrupted = True
+            out.write(piece)
+            n += 1
+            if flush_each:
+                out.flush()
+            if catcher.signum is not None:
+                stopped_by = catcher.signum
+                break
+    except BaseException as e:                     # the second signal (or one off a catcher)
+        stop = interrupt_in(e)
+        if stop is None:
+            raise
+        stopped_by = getattr(stop, "signum", signal.SIGINT)
+    finally:
+        catcher.restore()
     out.write("\n")
     out.flush()
-    return n, interrupted
-
-
-@contextlib.contextmanager
-def _sigint_held():
-    """Hold back SIGINT for the duration (it is delivered right after), so that a Ctrl-C cannot
-    fall between writing a piece and counting it. Only the main thread can do so."""
-    hold = (hasattr(signal, "pthread_sigmask")
-            and threading.current_thread() is threading.main_thread())
-    if hold:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        if hold:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    return n, stopped_by

@@ -13,6 +13,7 @@ import click
 
 from .. import runtime
 from ..errors import MinitransformerError
+from ..training.signals import interrupt_in
 
 
 class UserError(MinitransformerError):
@@ -87,6 +88,9 @@ def main(argv=None):
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as e:
+        if interrupt_in(e) is not None:               # Ctrl-C that landed inside a kernel
+            click.echo("interrupted", err=True)
+            sys.exit(130)
         line = user_error_line(e)
         if line is None:                               # a bug of ours: show where it happened
             traceback.print_exc()

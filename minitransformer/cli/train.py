@@ -184,10 +184,10 @@ def sample(run_dir, prompt, max_new_tokens, temperature, top_k, seed):
     from ..analysis.sample import sample_pieces, write_stream
     head, pieces = sample_pieces(run_dir, prompt=prompt, max_new_tokens=max_new_tokens,
                                  temperature=temperature, top_k=top_k, seed=seed)
-    n, interrupted = write_stream(head, pieces, sys.stdout)
-    if interrupted:
+    n, signum = write_stream(head, pieces, sys.stdout)
+    if signum is not None:
         click.echo(f"interrupted: kept the {n} of {max_new_tokens} tokens made", err=True)
-        raise click.exceptions.Exit(130)
+        raise click.exceptions.Exit(128 + signum)     # 130 for Ctrl-C, 143 for SIGTERM
 
 
 @click.command()

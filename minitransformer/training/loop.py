@@ -52,7 +52,7 @@ from .evaluate import evaluate, format_eval
 from .masks import (apply_masks, mask_optimizer_state, run_masks, save_masks, sparsity)
 from .preflight import data_fingerprint, check_data, check_memory
 from .progress import Progress, hms
-from .signals import Interrupted
+from .signals import Interrupted, interrupt_in
 from .lock import check_not_in_use
 from .runfolder import (append_jsonl, truncate_logs, default_out_dir, check_out_dir, run_files,
                         read_json, read_run_config, write_json, write_run_config, claim_folder,
@@ -410,7 +410,10 @@ def train(r):
                 break
         return finish(r)
     except BaseException as e:
-        after_failure(r, e)
+        stop = interrupt_in(e)                         # a second Ctrl-C inside a kernel
+        after_failure(r, stop if stop is not None else e)
+        if stop is not None and stop is not e:
+            raise stop from None
         raise
     finally:
         if r.shards is not None:

@@ -9,7 +9,7 @@ first signal only sets `signum`: the loop sees it before its next step, writes a
 raises Interrupted at once, wherever the program is (the last checkpoint is then the one to
 resume from). The exit status is 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM.
 Handlers can only be installed by the main thread; elsewhere (a thread of a sweep) install() does
-nothing and signals keep their usual effect.
+nothing and signals keep their usual effect. `sample` uses the same catcher between tokens.
 """
 import signal
 import threading
@@ -27,6 +27,22 @@ class Interrupted(KeyboardInterrupt):
     @property
     def exit_status(self):
         return 128 + self.signum
+
+
+def interrupt_in(error):
+    """The KeyboardInterrupt (an Interrupted among them) behind `error`, or None: the error
+    itself, or the one a SystemError carries. A signal handler that raises runs wherever Python
+    next checks for signals, and that can be inside a C extension's call: Numba's dispatcher then
+    returns its kernel's result with the exception still set, and CPython reports "SystemError:
+    ... returned a result with an exception set", the KeyboardInterrupt as its cause. Ctrl-C
+    must not turn into an internal error that way (a pty test caught `sample` doing so)."""
+    if isinstance(error, KeyboardInterrupt):
+        return error
+    if isinstance(error, SystemError):
+        inner = error.__cause__ or error.__context__
+        if isinstance(inner, KeyboardInterrupt):
+            return inner
+    return None
 
 
 class SignalCatcher:
