@@ -64,7 +64,9 @@ def exp32_into(x, out, bits):
     n = x.shape[0]
     for i in range(n):
         v = min(max(x[i], np.float32(-87.0)), np.float32(88.0))
-        k = np.floor(v * np.float32(LOG2E) + np.float32(0.5))
+        # k from 0 for a NaN (the clamps pass NaN through): converting NaN to int32 is undefined
+        # (LLVM's fptosi gives poison; NumPy, without the JIT, warns); f, and so out, stay NaN.
+        k = np.floor((v if v == v else np.float32(0.0)) * np.float32(LOG2E) + np.float32(0.5))
         f = v - k * np.float32(LN2_HI) - k * np.float32(LN2_LO)
         p = np.float32(1.0 / 5040.0)                   # Horner: sum of f^i / i!, i = 0..7
         p = p * f + np.float32(1.0 / 720.0)
