@@ -2,6 +2,7 @@
 on a tiny digits ViT: rewinding, the controls' masks, resuming after SIGKILL mid-level, the
 barrier of identical copies (exactly 0) and of two independent runs (clearly positive), and bad
 input as one line with exit status 2."""
+import json
 import os
 import signal
 import subprocess
@@ -79,6 +80,41 @@ def test_levels_prune_rewind_and_controls(done):
     assert (out / "lottery_metric.png").stat().st_size > 0
 
 
+def test_fresh_optimizer_state_starts_every_branch_with_a_new_adamw(done, tmp_path, run_cli):
+    """--optimizer-state fresh (open_lth's way): each branch starts from the step-K weights
+    with every AdamW moment 0 and step count 0, the schedule still at step K; the default
+    rewinds the moments with the weights. The folder records the choice, and the same folder
+    with the other choice is refused."""
+    ref, _ = done
+    out = tmp_path / "fresh"
+    code, _, err = run_cli("lottery", *FLAGS, "--levels", "1", "--prune-fraction", "0.3",
+                           "--rewind-iter", "5", "--optimizer-state", "fresh", "--quiet",
+                           "--out", out)
+    assert code == 0, err
+    state = load_checkpoint(ref / "level_0" / "ticket" / "state_5.npz")
+    assert int(state["opt.t"]) == 5                                # what the default keeps
+    rewound = load_checkpoint(ref / "level_1" / "ticket.start.npz")
+    assert int(rewound["opt.t"]) == 5 and any(np.any(rewound[k] != 0) for k in rewound
+                                              if k.startswith("opt.v."))
+    for branch in ("ticket", "randomly_reinitialize", "randomly_prune"):
+        start = load_checkpoint(out / "level_1" / f"{branch}.start.npz")
+        assert int(start["opt.t"]) == 0 and int(start["step"]) == 5, branch
+        moments = [k for k in start if k.startswith(("opt.m.", "opt.v."))]
+        assert moments and all(not np.any(start[k]) for k in moments), branch
+        same = load_checkpoint(ref / "level_1" / f"{branch}.start.npz")
+        for name in (k for k in start if not k.startswith(("opt.", "mask."))):
+            if name in same and name != "step":
+                assert np.array_equal(start[name], same[name]), (branch, name)
+        summary = json.loads((out / "level_1" / branch / "summary.json").read_text())
+        assert summary["status"] == "completed"
+    assert json.loads((out / "lottery.json").read_text())["optimizer_state"] == "fresh"
+    assert "(optimizer fresh)" in (out / "report.md").read_text()
+    assert "optimizer_state" not in json.loads((ref / "lottery.json").read_text())
+    code, _, err = run_cli("lottery", *FLAGS, "--levels", "1", "--prune-fraction", "0.3",
+                           "--rewind-iter", "5", "--quiet", "--out", out)
+    assert code == 2 and "holds a lottery with other settings" in err
+
+
 def test_telemetry_replay_of_a_sparse_branch_reproduces_it(done, tmp_path):
     """inspect telemetry replays a lottery branch from its start state, mask included."""
     import shutil
@@ -154,6 +190,8 @@ def test_instability_barrier_zero_for_identical_copies_positive_for_independent_
     (["--levels", "2", "--rewind-iter", "40"], "--rewind-iter 40 is beyond the training"),
     (["--levels", "2", "--strategy", "random"], "--strategy must be one of global, layerwise"),
     (["--levels", "2", "--branches", "ticket,lucky"], "--branches must include ticket"),
+    (["--levels", "2", "--optimizer-state", "reset"], "--optimizer-state must be one of rewind, "
+                                                      "fresh"),
     (["--levels", "2", "--mask", "m.npz"], "the lottery sets --mask itself"),
     (["--levels", "2", "--patch-size", "3"], "patch_size (3) must divide image_size (8)"),
 ])

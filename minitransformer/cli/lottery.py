@@ -27,6 +27,9 @@ itself.""")
 @click.option("--strategy", type=str, default="global", show_default=True,
               help="global (one magnitude threshold over all prunable tensors) | layerwise "
                    "(the same fraction of each tensor).")
+@click.option("--optimizer-state", type=str, default="rewind", show_default=True,
+              help="rewind (the optimizer's moments of step K go back with the weights) | fresh "
+                   "(a new optimizer at step K, as open_lth does).")
 @click.option("--branches", type=str, default="ticket,randomly_reinitialize,randomly_prune",
               show_default=True, help="Comma-separated branches run at every level >= 1.")
 @click.option("--workers", type=int, default=None,
@@ -36,8 +39,8 @@ itself.""")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @train_options
 @click.pass_context
-def lottery(ctx, out, levels, prune_fraction, rewind_iter, strategy, branches, workers,
-            scheduler, quiet, **options):
+def lottery(ctx, out, levels, prune_fraction, rewind_iter, strategy, optimizer_state, branches,
+            workers, scheduler, quiet, **options):
     from ..studies.lottery import lottery as run_lottery
     from ..training.config import TrainConfig
     given = {name: value for name, value in options.items()
@@ -46,7 +49,8 @@ def lottery(ctx, out, levels, prune_fraction, rewind_iter, strategy, branches, w
     run_lottery(TrainConfig.for_model(**given), out, levels=levels, fraction=prune_fraction,
                 rewind_iter=rewind_iter, strategy=strategy,
                 branches=tuple(b.strip() for b in branches.split(",") if b.strip()),
-                workers=workers, scheduler=scheduler, progress=not quiet)
+                workers=workers, scheduler=scheduler, progress=not quiet,
+                optimizer_state=optimizer_state)
 
 
 COMMANDS = (lottery,)

@@ -15,9 +15,11 @@ for the remaining max_iters - K steps, each in its own run folder DIR/level_k/<b
     randomly_prune         a random mask with the ticket's per-tensor sparsity, rewound weights
 
 All branches of a level share everything else of the step-K state: schedule position, data
-order, evaluation batches, and the AdamW moments (times the branch's mask). open_lth restarts
-its optimizer at the rewind point instead; with Adam that would repeat the large bias-corrected
-first steps warmup exists to avoid, so we rewind the optimizer state with the weights.
+order, evaluation batches, and (optimizer_state="rewind", the default) the AdamW moments times
+the branch's mask. open_lth restarts its optimizer at the rewind point instead; with Adam that
+repeats the large bias-corrected first steps warmup exists to avoid, so we rewind the optimizer
+state with the weights unless optimizer_state="fresh" asks for open_lth's way (moments 0, step
+count 0, the schedule still at step K).
 
 A branch's starting point is one file, DIR/level_k/<branch>.start.npz: the step-K state with the
 branch's weights and its masks (mask.<name>). The branches of a level are independent, so they
@@ -47,6 +49,7 @@ from ..training.checkpoint import load_checkpoint
 from ..training.runfolder import atomic_write, read_json, read_run_config, save_arrays, write_json
 
 BRANCHES = ("ticket", "randomly_reinitialize", "randomly_prune")
+OPTIMIZER_STATES = ("rewind", "fresh")      # the optimizer at step K: as it was, or a new one
 CONTROLS = BRANCHES[1:]
 COLUMNS = ("level", "branch", "sparsity", "status", "final_val_loss", "best_val_loss", "val_acc",
            "early_stop_step")
@@ -55,8 +58,11 @@ REINIT_SEED_OFFSET = 100_003        # randomly_reinitialize at level k: init_see
 PRUNE_SEED_OFFSET = 200_003         # randomly_prune's mask at level k: default_rng(seed + k * this)
 
 
-def check_spec(cfg, levels, fraction, rewind_iter, strategy, branches):
+def check_spec(cfg, levels, fraction, rewind_iter, strategy, branches, optimizer_state="rewind"):
     """Every input of a lottery, checked before anything is written (one line each)."""
+    if optimizer_state not in OPTIMIZER_STATES:
+        raise ConfigError(f"--optimizer-state must be one of {', '.join(OPTIMIZER_STATES)}, got "
+                          f"{optimizer_state!r}")
     if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
         raise ConfigError(f"--levels must be an integer >= 1 (pruning rounds), got {levels!r}")
     M.check_fraction(fraction)
@@ -77,13 +83,16 @@ def check_spec(cfg, levels, fraction, rewind_iter, strategy, branches):
 
 
 def lottery(cfg, out, levels, fraction=0.2, rewind_iter=0, strategy="global",
-            branches=BRANCHES, workers=None, scheduler=None, progress=True):
+            branches=BRANCHES, workers=None, scheduler=None, progress=True,
+            optimizer_state="rewind"):
     """Run (or finish) the lottery in folder `out`; returns the rows of results.csv."""
-    check_spec(cfg, levels, fraction, rewind_iter, strategy, branches)
+    check_spec(cfg, levels, fraction, rewind_iter, strategy, branches, optimizer_state)
     branches = tuple(b for b in BRANCHES if b in branches)     # the canonical order
     out = Path(out)
     spec = {"train": cfg.to_dict(), "levels": levels, "prune_fraction": fraction,
             "rewind_iter": rewind_iter, "strategy": strategy, "branches": list(branches)}
+    if optimizer_state != "rewind":                   # absent by default: older folders match
+        spec["optimizer_state"] = optimizer_state
     model_config(cfg, resolve_data(cfg))               # data and shapes, before any file
     _claim_folder(out, spec)
     say = _Say(progress)
@@ -94,7 +103,8 @@ def lottery(cfg, out, levels, fraction=0.2, rewind_iter=0, strategy="global",
         masks = level_masks(out, level, fraction, strategy)
         say(f"level {level}: sparsity {M.sparsity(masks):.3f} of the prunable weights; "
             f"branches {', '.join(branches)}")
-        starts = {b: str(write_start(out, level, b, cfg, rewind_iter, masks)) for b in branches}
+        starts = {b: str(write_start(out, level, b, cfg, rewind_iter, masks, optimizer_state))
+                  for b in branches}
         run_level(out, level, cfg, "start_from", starts, workers, scheduler, progress)
     rows = collect(out, levels, branches)
     write_csv(out / "results.csv", rows)
@@ -164,8 +174,9 @@ def _param_names(run_dir):
     return list(make_model(cfg, mcfg).params)
 
 
-def branch_start(out, level, branch, cfg, rewind_iter, masks):
-    """The step-K state of level 0 with the branch's weights and masks, as arrays."""
+def branch_start(out, level, branch, cfg, rewind_iter, masks, optimizer_state="rewind"):
+    """The step-K state of level 0 with the branch's weights and masks, as arrays; with
+    optimizer_state="fresh", a new optimizer's state (every moment 0, opt.t 0)."""
     dense = out / "level_0" / "ticket"
     state = load_checkpoint(dense / f"state_{rewind_iter}.npz")
     names = _param_names(dense)
@@ -184,14 +195,20 @@ def branch_start(out, level, branch, cfg, rewind_iter, masks):
         for moment in ("opt.m.", "opt.v.", "opt.buf."):        # no momentum for removed weights
             if moment + name in start:
                 start[moment + name] = start[moment + name] * m
+    if optimizer_state == "fresh":
+        for key in start:
+            if key.startswith(("opt.m.", "opt.v.", "opt.buf.")):
+                start[key] = np.zeros_like(start[key])
+        start["opt.t"] = np.zeros_like(start["opt.t"])
     return start
 
 
-def write_start(out, level, branch, cfg, rewind_iter, masks):
+def write_start(out, level, branch, cfg, rewind_iter, masks, optimizer_state="rewind"):
     """DIR/level_k/<branch>.start.npz (once); returns its path."""
     path = out / f"level_{level}" / f"{branch}.start.npz"
     if not path.is_file():
-        save_arrays(path, branch_start(out, level, branch, cfg, rewind_iter, masks))
+        save_arrays(path, branch_start(out, level, branch, cfg, rewind_iter, masks,
+                                       optimizer_state))
     return path.resolve()
 
 

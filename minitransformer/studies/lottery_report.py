@@ -154,7 +154,8 @@ def write_report(out, rows, spec):
              "matches the dense network, while a fresh init of the same mask "
              "(randomly_reinitialize) or a random mask (randomly_prune) does not.", "",
              f"Settings: {spec['levels']} levels, prune fraction {spec['prune_fraction']} "
-             f"({spec['strategy']}), rewind to step {spec['rewind_iter']}, branches "
+             f"({spec['strategy']}), rewind to step {spec['rewind_iter']} (optimizer "
+             f"{spec.get('optimizer_state', 'rewind')}), branches "
              f"{', '.join(spec['branches'])}.", "",
              "```", json.dumps(spec["train"], sort_keys=True), "```", "",
              "| level | branch | sparsity | status | final val loss | best val loss | val acc | "
