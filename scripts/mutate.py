@@ -34,7 +34,7 @@ PACKAGE = "minitransformer"
 
 class Mutant(NamedTuple):
     id: str
-    family: str          # engine, optimizer, schedule, init, instrument, run folder
+    family: str          # engine, optimizer, schedule, init, instrument, run folder, lottery
     what: str            # the bug, in words
     find: str            # exact code to replace
     replace: str
@@ -209,6 +209,13 @@ MUTANTS = [
            "    with atomic_path(path) as tmp:\n        with open(tmp, \"wb\") as f:\n            write(f)\n",
            "    with open(path, \"wb\") as f:\n        write(f)\n",
            ("tests/test_train.py",)),
+    Mutant("lottery-fresh-keeps-t", "lottery", "--optimizer-state fresh zeroes the moments but keeps AdamW's step count",
+           '        start["opt.t"] = np.zeros_like(start["opt.t"])\n', "",
+           ("tests/test_lottery.py",)),
+    Mutant("lottery-moments-unmasked", "lottery", "a branch starts with the step-K moments of its pruned weights",
+           "                start[moment + name] = start[moment + name] * m\n",
+           "                start[moment + name] = start[moment + name]\n",
+           ("tests/test_lottery.py",)),
 ]
 
 

@@ -59,6 +59,9 @@ def test_levels_prune_rewind_and_controls(done):
         for name in state:
             if name in mask:
                 assert np.array_equal(start[name], state[name] * mask[name]), name
+                for moment in ("opt.m.", "opt.v."):           # no momentum for pruned weights
+                    assert np.array_equal(start[moment + name],
+                                          state[moment + name] * mask[name]), (moment, name)
             elif not name.startswith(("opt.", "mask.")):
                 assert np.array_equal(start[name], state[name]), name
         rand = {k: v for k, v in np.load(lv / "randomly_prune" / "mask.npz").items()}
