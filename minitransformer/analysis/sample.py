@@ -110,7 +110,7 @@ def write_stream(head, pieces, out, flush_each=None):
             if catcher.signum is not None:
                 stopped_by = catcher.signum
                 break
-    except BaseException as e:                     # a second signal, or a KeyboardInterrupt of the pieces
+    except BaseException as e:     # a second signal, or the pieces' own KeyboardInterrupt
         stop = interrupt_in(e)
         if stop is None:
             raise
