@@ -210,7 +210,7 @@ MUTANTS = [
            "    with open(path, \"wb\") as f:\n        write(f)\n",
            ("tests/test_train.py",)),
     Mutant("lottery-fresh-keeps-t", "lottery", "--optimizer-state fresh zeroes the moments but keeps AdamW's step count",
-           '        start["opt.t"] = np.zeros_like(start["opt.t"])\n', "",
+           'k.startswith(moments)] + ["opt.t"]:', 'k.startswith(moments)]:',
            ("tests/test_lottery.py",)),
     Mutant("lottery-moments-unmasked", "lottery", "a branch starts with the step-K moments of its pruned weights",
            "                start[moment + name] = start[moment + name] * m\n",

@@ -190,16 +190,16 @@ def branch_start(out, level, branch, cfg, rewind_iter, masks, optimizer_state="r
         params = {name: p.astype(state[name].dtype) for name, p in fresh.params.items()}
     start = dict(state)
     start.update(M.rewind(params, masks))
+    moments = ("opt.m.", "opt.v.", "opt.buf.")
     for name, m in masks.items():
         start[M.MASK_PREFIX + name] = m
-        for moment in ("opt.m.", "opt.v.", "opt.buf."):        # no momentum for removed weights
-            if moment + name in start:
-                start[moment + name] = start[moment + name] * m
-    if optimizer_state == "fresh":
-        for key in start:
-            if key.startswith(("opt.m.", "opt.v.", "opt.buf.")):
-                start[key] = np.zeros_like(start[key])
-        start["opt.t"] = np.zeros_like(start["opt.t"])
+        if optimizer_state == "rewind":
+            for moment in moments:                             # no momentum for removed weights
+                if moment + name in start:
+                    start[moment + name] = start[moment + name] * m
+    if optimizer_state == "fresh":                             # a new optimizer: all zero
+        for key in [k for k in start if k.startswith(moments)] + ["opt.t"]:
+            start[key] = np.zeros_like(start[key])
     return start
 
 
