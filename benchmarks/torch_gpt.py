@@ -20,7 +20,9 @@ Timing is the same function (minitransformer.analysis.bench.time_iterations) for
 untimed iterations, then `iters` timed ones. To be fair on a busy machine the two alternate in
 `rounds` blocks, each in a fresh process (benchmarks/versus.py says why), and each side's median
 and p90 are over all its timed iterations. Ratio = ours / torch ms/iter (below 1 means we are
-faster).
+faster). Two ceilings follow: PyTorch's time over the model FLOPs' time at the GEMM peak (no
+implementation can go past it) and over our step's GEMM floor, its matrix products each timed
+alone (`cli.py bench` prints it too; faster work between our products cannot go past it).
 """
 import argparse
 import json
@@ -28,7 +30,8 @@ import sys
 
 import versus  # (also puts the checkout on sys.path)
 from minitransformer import GPTConfig, runtime
-from minitransformer.analysis.bench import model_flops, ours_step_fn
+from minitransformer.analysis.bench import model_flops, ours_step_fn, sharded_gemm_floor
+from minitransformer.training.shards import auto_shards
 
 SHAPES = {"cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12),
           "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=8)}
@@ -75,6 +78,14 @@ def time_side(side, a):
     return versus.time_step(side, step, a)
 
 
+def gemm_floor(a):
+    """Seconds of our step's GEMM floor, its batch cut into shards as our side's (this process's
+    cores, or --threads)."""
+    cfg = GPTConfig(vocab_size=a.vocab_size, block_size=a.block_size, n_layer=a.n_layer,
+                    n_head=a.n_head, n_embd=a.n_embd)
+    return sharded_gemm_floor(cfg, a.batch_size, auto_shards(a.batch_size))[0]
+
+
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", choices=tuple(SHAPES), default="cpu",
@@ -97,7 +108,7 @@ def main():
         sys.exit("PyTorch is not installed: `pip install torch` (CPU build) to compare; "
                  "`python cli.py bench` times minitransformer alone.")
     if a.child:                                                # one block of one side, as JSON
-        versus.child_main(a, time_side)
+        versus.child_main(a, time_side, gemm_floor)
         return
     if a.same_process:
         runtime.setup(threads=a.threads)
@@ -114,8 +125,9 @@ def main():
     del model, tmodel
     flops = model_flops(cfg, n_params - cfg.block_size * cfg.n_embd, a.batch_size)
     t_ours, t_torch, peak = versus.alternate(__file__, a, time_side)
+    floor = gemm_floor(a) if a.same_process else versus.run_child(__file__, "floor", a)
     r = versus.report(a, torch.__version__, n_params, flops, a.batch_size * a.block_size,
-                      t_ours, t_torch, peak)
+                      t_ours, t_torch, peak, floor)
     if a.json:
         print(json.dumps(r, indent=2))
         return

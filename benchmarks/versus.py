@@ -126,11 +126,12 @@ def alternate(script, a, time_side):
     return t_ours, t_torch, max(p, peak(script, a))   # before and after, as bench
 
 
-def child_main(a, time_side):
-    """What a child does: print one JSON line (times of a block, or the GEMM peak)."""
-    if a.child == "peak":
+def child_main(a, time_side, floor=None):
+    """What a child does: print one JSON line (times of a block, the GEMM peak, or floor(a): our
+    step's GEMM floor in seconds, benchmarks/torch_gpt.py's)."""
+    if a.child in ("peak", "floor"):
         runtime.setup(threads=a.threads)
-        print(json.dumps(gemm_peak(a.gemm_size)))
+        print(json.dumps(gemm_peak(a.gemm_size) if a.child == "peak" else floor(a)))
     else:
         setup_side(a.child, a.threads)
         print(json.dumps(time_side(a.child, a)))
@@ -147,20 +148,29 @@ def add_common_options(ap, defaults):
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     ap.add_argument("--same-process", action="store_true",
                     help="time both sides in this process (their thread pools then compete)")
-    ap.add_argument("--child", choices=("ours", "torch", "peak"), help="(internal)")
+    ap.add_argument("--child", choices=("ours", "torch", "peak", "floor"), help="(internal)")
 
 
-def report(a, torch_version, n_params, flops, tokens, t_ours, t_torch, gemm):
-    """The JSON report of a comparison."""
+def report(a, torch_version, n_params, flops, tokens, t_ours, t_torch, gemm, floor=None):
+    """The JSON report of a comparison. Two ceilings on torch / ours: the model FLOPs at the
+    GEMM peak (no step can be faster), and, given floor (seconds), our step's matrix products
+    timed alone (analysis/bench.py's GEMM floor: none of our steps can be faster)."""
     s_ours = summarize(t_ours, tokens, flops, gemm)
     s_torch = summarize(t_torch, tokens, flops, gemm)
-    return dict(config={k: v for k, v in vars(a).items() if k != "child"}, n_params=n_params,
-                gflop_per_iter=round(flops / 1e9, 4), gemm_peak_gflops=round(gemm, 1),
-                torch_version=torch_version, cpu=cpu_model(), cpus=os.cpu_count(),
-                threads=a.threads if a.threads is not None else os.cpu_count(),
-                minitransformer=s_ours, torch=s_torch,
-                ratio_ours_over_torch=round(s_ours["ms_median"] / s_torch["ms_median"], 3),
-                torch_over_ours=round(s_torch["ms_median"] / s_ours["ms_median"], 3))
+    at_peak_ms = flops / (gemm * 1e9) * 1e3
+    r = dict(config={k: v for k, v in vars(a).items() if k != "child"}, n_params=n_params,
+             gflop_per_iter=round(flops / 1e9, 4), gemm_peak_gflops=round(gemm, 1),
+             torch_version=torch_version, cpu=cpu_model(), cpus=os.cpu_count(),
+             threads=a.threads if a.threads is not None else os.cpu_count(),
+             minitransformer=s_ours, torch=s_torch,
+             ratio_ours_over_torch=round(s_ours["ms_median"] / s_torch["ms_median"], 3),
+             torch_over_ours=round(s_torch["ms_median"] / s_ours["ms_median"], 3),
+             ms_at_gemm_peak=round(at_peak_ms, 3),
+             torch_over_peak_time=round(s_torch["ms_median"] / at_peak_ms, 3))
+    if floor is not None:
+        r.update(gemm_floor_ms=round(1e3 * floor, 3),
+                 torch_over_floor=round(s_torch["ms_median"] / (1e3 * floor), 3))
+    return r
 
 
 def print_report(r, title, gemm_size):
@@ -180,3 +190,9 @@ def print_report(r, title, gemm_size):
               f"{s['tokens_per_s']:12,.0f}{s['gflops']:10.1f}{s['fraction_of_peak']:10.1%}")
     print(f"ratio ours / torch (median ms/iter): {r['ratio_ours_over_torch']:.2f} "
           f"(torch / ours {r['torch_over_ours']:.2f}: above 1 means we are faster)")
+    print(f"ceiling: the model FLOPs at the GEMM peak take {r['ms_at_gemm_peak']:.2f} ms/iter; "
+          f"torch / that = {r['torch_over_peak_time']:.2f}, the most any implementation can reach")
+    if "gemm_floor_ms" in r:
+        print(f"ceiling: our step's matrix products alone take {r['gemm_floor_ms']:.2f} ms/iter "
+              f"(GEMM floor, as `cli.py bench`); torch / that = {r['torch_over_floor']:.2f}, "
+              f"the most faster work between our products can reach")

@@ -83,7 +83,7 @@ GROUPS = [  # (subpackage, what the layer is for, [(module file, what to read it
         ("tensorfile.py", "safetensors reading and writing through the library, with our checks"),
         ("hf.py", "GPT-2 import and export in Hugging Face's layout, with its tokenizer"),
         ("timm_vit.py", "timm ViT import and export; positions and patch filters for new inputs"),
-        ("bench.py", "timed training iterations, FLOPs and the measured GEMM peak"),
+        ("bench.py", "timed training iterations, FLOPs, the measured GEMM peak, the GEMM floor"),
         ("progress.py", "a long instrument's progress line on a terminal (stderr, TTY only)"),
     ]),
     ("studies", "many runs and what they show", [

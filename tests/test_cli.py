@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from minitransformer.analysis.bench import cpu_model
+from minitransformer.training.shards import shard_bounds
 from minitransformer.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +202,9 @@ def test_bench_json(run_cli):
     assert r["gflops"] == pytest.approx(6_094_848 / seconds / 1e9, rel=rel, abs=0.006)
     assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / r["gemm_peak_gflops"], rel=0.02,
                                                   abs=1e-4)
+    # the GEMM floor is that of the largest shard (the shards run at once)
+    assert r["gemm_floor_rows"] == max(b - a for a, b in shard_bounds(4, r["shards"]))
+    assert r["gemm_floor_ms"] > 0
 
 
 def test_bench_one_thread_float64_in_a_fresh_process(run_cli):
@@ -263,3 +267,15 @@ def test_torch_benchmark_script(tmp_path):
     r = json.loads(p.stdout)
     assert r["minitransformer"]["ms_median"] > 0 and r["torch"]["ms_median"] > 0
     assert r["ratio_ours_over_torch"] > 0
+    # the two ceilings: the model FLOPs (6,094,848, as test_bench_json) at the GEMM peak, and
+    # our GEMM floor
+    at_peak = 6_094_848 / (r["gemm_peak_gflops"] * 1e9) * 1e3
+    assert r["ms_at_gemm_peak"] == pytest.approx(at_peak, rel=1e-3, abs=0.5e-3)  # ms to 1 us
+    # the report rounds ratios to 1e-3 and ms to 1 us: that much relative slack
+    ratio_slack = 2e-3 + 0.5e-3 / r["torch_over_peak_time"]
+    assert r["torch_over_peak_time"] == pytest.approx(r["torch"]["ms_median"] / at_peak,
+                                                      rel=ratio_slack)
+    assert r["gemm_floor_ms"] > 0
+    floor_slack = 0.5e-3 / r["gemm_floor_ms"] + 0.5e-3 / r["torch_over_floor"]
+    assert r["torch_over_floor"] == pytest.approx(r["torch"]["ms_median"] / r["gemm_floor_ms"],
+                                                  rel=floor_slack)

@@ -1,5 +1,6 @@
 """Values known in advance, where other tests check only that a key exists or a number is
-positive: the benchmark's FLOP count (README's 809,856 parameters and 3.996 GFLOP/iter), the
+positive: the benchmark's FLOP count (README's 809,856 parameters and 3.996 GFLOP/iter) and the
+matrix products its GEMM floor times, the
 coordinate check at init (closed-form mean |activation| and its slope against width), and a
 transfer run that starts exactly from the other run's weights."""
 import math
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from minitransformer import GPTConfig, build_model
-from minitransformer.analysis.bench import model_flops
+from minitransformer.analysis.bench import gemm_floor, model_flops, step_gemms
 from minitransformer.analysis.coordcheck import coordcheck, slope
 from minitransformer.training.config import TrainConfig
 from minitransformer.training.loop import run
@@ -24,6 +25,29 @@ def test_bench_flops_of_the_default_gpt_by_hand():
     n = sum(p.size for p in model.params.values())
     assert n == 809_856
     assert model_flops(cfg, n - model.params["wpe.weight"].size, 12) == 3_996_057_600
+
+
+def gemm_flops(cfg, batch_size):
+    return sum(count * g * 2 * m * k * n for count, g, m, k, n, _ in step_gemms(cfg, batch_size))
+
+
+def test_the_gemm_floors_products_are_the_model_flops_without_the_vectors():
+    """The default GPT's matrix products are nanoGPT's FLOPs but for 6·B·T per bias and
+    LayerNorm parameter: per block 4·128 + 384 + 128 + 512 + 128 = 1,664, ln_f 256, so
+    6·(4·1,664 + 256)·768 = 31,850,496 fewer: 3,964,207,104."""
+    cfg = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+    assert gemm_flops(cfg, 12) == 3_996_057_600 - 31_850_496
+    # another shape, against the model's own tensors: 2-D weights are the products' operands
+    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=3, n_head=2, n_embd=16)
+    params = build_model(cfg).params
+    vectors = sum(p.size for p in params.values() if p.ndim == 1)
+    n_no_pos = sum(p.size for p in params.values()) - params["wpe.weight"].size
+    assert gemm_flops(cfg, 5) == model_flops(cfg, n_no_pos, 5) - 6 * vectors * 5 * 8
+    # one product per layout of each (weight, role): 12 per block kind of product, 3 for the
+    # head, 6 for attention
+    assert sorted({how for *_, how in step_gemms(cfg, 5)}) == ["nn", "nt", "tn"]
+    assert len(step_gemms(cfg, 5)) == 12 + 3 + 6
+    assert 0 < gemm_floor(cfg, 5, repeats=2) < 1.0
 
 
 MEAN_ABS = math.sqrt(2 / math.pi)        # E|z| of a standard normal

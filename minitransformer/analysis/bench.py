@@ -27,6 +27,11 @@ The GEMM peak is measured, not looked up: the best of 7 np.matmul calls on 2048 
 (gemm_size) of the benchmark's dtype (2 n^3 FLOPs each) through NumPy's BLAS with the benchmark's
 threads, measured before and after the timed iterations (the better of the two, so a burst of
 load from elsewhere does not lower it). On a shared machine every number here is noisy; compare ratios from one run.
+
+The GEMM floor is the step's own matrix products (step_gemms: the linear layers' forward and two
+backward products, the tied head's three, the attention's six batched ones), each timed alone
+(gemm_floor): what a step through this BLAS cannot go below, however fast the work between the
+products. floor / median is the share of the step that is matrix products.
 """
 import functools
 import json
@@ -43,7 +48,7 @@ import numpy as np
 from .. import GPTConfig, ViTConfig, build_model, runtime
 from ..engine.optim import AdamW
 from ..errors import ConfigError
-from ..training.shards import Shards, auto_shards
+from ..training.shards import Shards, auto_shards, shard_bounds
 from ..training.step import train_step
 
 
@@ -80,6 +85,74 @@ def model_flops(cfg, n_params_no_pos, batch_size):
     """Model FLOPs of one training iteration (formula in the module docstring)."""
     B, T, L, C = batch_size, cfg.block_size, cfg.n_layer, cfg.n_embd
     return 6 * n_params_no_pos * B * T + 12 * L * C * T * B * T
+
+
+# --------------------------------------------------------------------------------------------
+# The GEMM floor: the step's matrix products alone. No implementation of the step that multiplies
+# through this BLAS can take less time than they do, so floor / step is the share of the step
+# that is matrix products, and another implementation's time / floor the largest speed-up over
+# it that any work outside the products could still buy.
+
+def step_gemms(cfg, batch_size):
+    """The matrix products of one training step of our GPT: a list of (count, g, m, k, n, how),
+    `count` calls per step of a product (m, k) @ (k, n), batched over g matrices (the attention's
+    B*NH heads in one np.matmul call; 1 for a plain 2-D product), with the engine's layout `how`:
+    "nn" a @ b, "nt" a @ b.T (dx = dy @ w.T), "tn" a.T @ b (dw = x.T @ dy). Their FLOPs, 2mkn
+    each, are model_flops without its 6*B*T per bias and LayerNorm parameter (tested)."""
+    L, C, T, V = cfg.n_layer, cfg.n_embd, cfg.block_size, cfg.vocab_size
+    R, G, HS = batch_size * T, batch_size * cfg.n_head, cfg.n_embd // cfg.n_head
+    gemms = []
+    for i, o in ((C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)):    # qkv, proj, fc, fc_proj
+        # forward y = x @ w; backward dx = dy @ w.T, dw = x.T @ dy (engine/layers.py)
+        gemms += [(L, 1, R, i, o, "nn"), (L, 1, R, o, i, "nt"), (L, 1, i, R, o, "tn")]
+    # tied LM head: logits = x @ wte.T, dx = dlogits @ wte, dwte = dlogits.T @ x (engine/gpt.py)
+    gemms += [(1, 1, R, C, V, "nt"), (1, 1, R, V, C, "nn"), (1, 1, V, R, C, "tn")]
+    # attention (engine/attention.py): s = q @ k.T, y = p @ v; dp = dy @ v.T, dv = p.T @ dy,
+    # dq = ds @ k, dk = ds.T @ q
+    gemms += [(L, G, T, HS, T, "nt"), (L, G, T, T, HS, "nn"), (L, G, T, HS, T, "nt"),
+              (L, G, T, T, HS, "tn"), (L, G, T, T, HS, "nn"), (L, G, T, T, HS, "tn")]
+    return gemms
+
+
+def gemm_floor(cfg, batch_size, dtype="float32", repeats=5):
+    """Seconds per step of step_gemms(cfg, batch_size): each product timed alone, on random
+    operands in its layout, with this process's BLAS threads; the median of `repeats` (after one
+    untimed call) times its count, summed. Operands stay in cache between the repeats, as they
+    do not in a step, so this is a floor, not an estimate."""
+    rng = np.random.default_rng(0)
+    total = 0.0
+    for count, g, m, k, n, how in step_gemms(cfg, batch_size):
+        a = rng.standard_normal((g, k, m) if how == "tn" else (g, m, k)).astype(dtype)
+        b = rng.standard_normal((g, n, k) if how == "nt" else (g, k, n)).astype(dtype)
+        a = a.swapaxes(-1, -2) if how == "tn" else a           # (g, m, k) views, as the engine's
+        b = b.swapaxes(-1, -2) if how == "nt" else b           # (g, k, n)
+        if g == 1:
+            a, b = a[0], b[0]
+        np.matmul(a, b)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            np.matmul(a, b)
+            times.append(time.perf_counter() - t0)
+        total += count * statistics.median(times)
+    return total
+
+
+def sharded_gemm_floor(cfg, batch_size, shards, dtype="float32"):
+    """(seconds, rows): the GEMM floor of a step whose batch is cut into `shards` as train cuts it.
+    The shards run at once, each with one BLAS thread (training/shards.py), so the floor is that
+    of the largest shard's `rows` sequences on one BLAS thread (while the other cores idle: a
+    floor still); with one shard, the whole batch with this process's BLAS threads."""
+    rows = max(b - a for a, b in shard_bounds(batch_size, shards))
+    if shards == 1:
+        return gemm_floor(cfg, rows, dtype), rows
+    before = runtime.blas_threads()
+    runtime.blas_threads(1)
+    try:
+        return gemm_floor(cfg, rows, dtype), rows
+    finally:
+        if before is not None:
+            runtime.blas_threads(before)
 
 
 def ours_step_fn(cfg, batch_size, dtype="float32", seed=0, shards=None):
@@ -168,6 +241,7 @@ def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, voc
     times = time_iterations(step, iters, warmup)
     shards = step.keywords["shards"].n
     step.keywords["shards"].close()                    # BLAS's threads back, for the peak
+    floor, shard_rows = sharded_gemm_floor(cfg, batch_size, shards, dtype)
     peak = max(peak, gemm_peak(gemm_size, dtype=dtype))    # before and after: the best of both
     return dict(
         config=dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
@@ -177,6 +251,7 @@ def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, voc
         flops_formula="6*N*B*T + 12*L*C*T*B*T, N = params without wpe",
         gemm_peak_gflops=round(peak, 1), gemm_size=gemm_size,
         **summarize(times, tokens, flops, peak),
+        gemm_floor_ms=round(1e3 * floor, 3), gemm_floor_rows=shard_rows,
         machine=dict(cpu=cpu_model(), cpus=os.cpu_count(), python=platform.python_version(),
                      numpy=np.__version__),
         threads=None, shards=shards,
@@ -217,6 +292,9 @@ def format_report(r):
         f"  GEMM peak        {r['gemm_peak_gflops']:.1f} GFLOP/s (measured: best np.matmul "
         f"{r['gemm_size']}x{r['gemm_size']} {c['dtype']}, same threads)",
         f"  fraction of peak {r['fraction_of_peak']:.1%}",
+        f"  GEMM floor       {r['gemm_floor_ms']:.2f} ms/iter = "
+        f"{r['gemm_floor_ms'] / r['ms_median']:.1%} of the median: the step's matrix products "
+        f"for {r['gemm_floor_rows']} sequence(s) (one shard), each timed alone, warm",
         f"  machine          {r['machine']['cpu']}, {r['machine']['cpus']} CPU(s), "
         f"NumPy {r['machine']['numpy']}",
     ])
