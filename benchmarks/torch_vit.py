@@ -12,7 +12,8 @@ patch_embed; a stride-7 Conv2d is the same map), a cls token, learned positions,
 4 heads, batch 64. Training step, for both: loss and gradients, global gradient-norm clipping to
 1.0, AdamW (lr 1e-3, betas 0.9 / 0.99, weight decay 0.1 on 2-D tensors only), float32, on the
 same fixed batch of random images. Alternating fresh-process blocks as benchmarks/torch_gpt.py
-(benchmarks/versus.py). Ratio = ours / torch ms/iter (below 1 means we are faster).
+(benchmarks/versus.py). Ratio = ours / torch ms/iter (below 1 means we are faster); then the two
+ceilings of benchmarks/torch_gpt.py (the model FLOPs at the GEMM peak, our GEMM floor).
 """
 import argparse
 import json
@@ -20,7 +21,8 @@ import sys
 
 import versus  # (also puts the checkout on sys.path)
 from minitransformer import ViTConfig, runtime
-from minitransformer.analysis.bench import ours_vit_step_fn
+from minitransformer.analysis.bench import ours_vit_step_fn, sharded_gemm_floor
+from minitransformer.training.shards import auto_shards
 
 
 def torch_vit_step_fn(torch, cfg, batch_size, seed=0):
@@ -73,6 +75,12 @@ def time_side(side, a):
     return versus.time_step(side, step, a)
 
 
+def gemm_floor(a):
+    """Seconds of our step's GEMM floor, its batch cut into shards as our side's (this process's
+    cores, or --threads)."""
+    return sharded_gemm_floor(vit_config(a), a.batch_size, auto_shards(a.batch_size))[0]
+
+
 def vit_flops(cfg, n_params, batch_size):
     """Model FLOPs per iteration, as bench's formula: 6 * N * B * T' for the weights used once per
     token (N without pos_embed, cls_token and the head, which act on fewer tokens; T' = patches
@@ -95,7 +103,7 @@ def main():
         sys.exit("PyTorch is not installed: `pip install torch` (CPU build) to compare; "
                  "`python cli.py bench` times minitransformer alone.")
     if a.child:
-        versus.child_main(a, time_side)
+        versus.child_main(a, time_side, gemm_floor)
         return
     if a.same_process:
         runtime.setup(threads=a.threads)
@@ -110,8 +118,9 @@ def main():
     del model, tmodel
     flops = vit_flops(cfg, n_params, a.batch_size)
     t_ours, t_torch, peak = versus.alternate(__file__, a, time_side)
+    floor = gemm_floor(a) if a.same_process else versus.run_child(__file__, "floor", a)
     r = versus.report(a, torch.__version__, n_params, flops, a.batch_size * (cfg.n_patches + 1),
-                      t_ours, t_torch, peak)
+                      t_ours, t_torch, peak, floor)
     if a.json:
         print(json.dumps(r, indent=2))
         return

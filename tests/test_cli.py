@@ -253,6 +253,7 @@ def test_torch_vit_benchmark_script(tmp_path):
     assert r["minitransformer"]["ms_p90"] > 0 and r["torch"]["ms_median"] > 0
     assert r["ratio_ours_over_torch"] > 0
     assert r["cpu"] == cpu_model() and r["cpus"] >= 1
+    assert r["gemm_floor_ms"] > 0 and r["ms_at_gemm_peak"] > 0
 
 
 def test_torch_benchmark_script(tmp_path):

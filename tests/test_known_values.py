@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from minitransformer import GPTConfig, build_model
+from minitransformer import GPTConfig, ViTConfig, build_model
 from minitransformer.analysis.bench import gemm_floor, model_flops, step_gemms
 from minitransformer.analysis.coordcheck import coordcheck, slope
 from minitransformer.training.config import TrainConfig
@@ -48,6 +48,21 @@ def test_the_gemm_floors_products_are_the_model_flops_without_the_vectors():
     assert sorted({how for *_, how in step_gemms(cfg, 5)}) == ["nn", "nt", "tn"]
     assert len(step_gemms(cfg, 5)) == 12 + 3 + 6
     assert 0 < gemm_floor(cfg, 5, repeats=2) < 1.0
+
+
+def test_the_vit_gemm_floors_products_by_hand():
+    """The default MNIST ViT, batch 64, 17 tokens (16 patches + cls): 6 FLOPs per weight entry
+    and row it acts on, blocks 6·(64·17)·(12·64²)·4 = 1,283,457,024, patch embedding
+    6·(64·16)·(49·64) = 19,267,584, head 6·64·(64·10) = 245,760, attention 12·4·64·17²·64 =
+    56,819,712 (not causal: the full 17²)."""
+    assert gemm_flops(ViTConfig(), 64) == 1_283_457_024 + 19_267_584 + 245_760 + 56_819_712
+    # mean pooling: 16 tokens, no cls; against the model's 2-D weights
+    cfg = ViTConfig(pool="mean", n_layer=2, n_embd=32, n_head=2)
+    params = build_model(cfg, init="vit").params
+    rows = {"head.weight": 5}                   # the rest act on the 5·16 tokens
+    weights = sum(6 * rows.get(name, 5 * 16) * w.size for name, w in params.items()
+                  if w.ndim == 2 and name != "pos_embed")
+    assert gemm_flops(cfg, 5) == weights + 12 * 2 * 32 * 16 * 16 * 5
 
 
 MEAN_ABS = math.sqrt(2 / math.pi)        # E|z| of a standard normal

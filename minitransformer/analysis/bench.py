@@ -94,23 +94,36 @@ def model_flops(cfg, n_params_no_pos, batch_size):
 # it that any work outside the products could still buy.
 
 def step_gemms(cfg, batch_size):
-    """The matrix products of one training step of our GPT: a list of (count, g, m, k, n, how),
-    `count` calls per step of a product (m, k) @ (k, n), batched over g matrices (the attention's
-    B*NH heads in one np.matmul call; 1 for a plain 2-D product), with the engine's layout `how`:
-    "nn" a @ b, "nt" a @ b.T (dx = dy @ w.T), "tn" a.T @ b (dw = x.T @ dy). Their FLOPs, 2mkn
-    each, are model_flops without its 6*B*T per bias and LayerNorm parameter (tested)."""
-    L, C, T, V = cfg.n_layer, cfg.n_embd, cfg.block_size, cfg.vocab_size
-    R, G, HS = batch_size * T, batch_size * cfg.n_head, cfg.n_embd // cfg.n_head
+    """The matrix products of one training step of our GPT or ViT (by cfg's type): a list of
+    (count, g, m, k, n, how), `count` calls per step of a product (m, k) @ (k, n), batched over g
+    matrices (the attention's B*NH heads in one np.matmul call; 1 for a plain 2-D product), with
+    the engine's layout `how`: "nn" a @ b, "nt" a @ b.T (dx = dy @ w.T), "tn" a.T @ b (dw =
+    x.T @ dy). Their FLOPs, 2mkn each, are 6 per weight-matrix entry and row it acts on, plus the
+    attention's 12*L*C*T*T*B (tested)."""
+    L, C, B = cfg.n_layer, cfg.n_embd, batch_size
+    T = cfg.n_tokens if isinstance(cfg, ViTConfig) else cfg.block_size
+    G, HS = B * cfg.n_head, C // cfg.n_head
+
+    def linear(count, rows, i, o):
+        # forward y = x @ w; backward dx = dy @ w.T, dw = x.T @ dy (engine/layers.py)
+        return [(count, 1, rows, i, o, "nn"), (count, 1, rows, o, i, "nt"),
+                (count, 1, i, rows, o, "tn")]
+
     gemms = []
     for i, o in ((C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)):    # qkv, proj, fc, fc_proj
-        # forward y = x @ w; backward dx = dy @ w.T, dw = x.T @ dy (engine/layers.py)
-        gemms += [(L, 1, R, i, o, "nn"), (L, 1, R, o, i, "nt"), (L, 1, i, R, o, "tn")]
-    # tied LM head: logits = x @ wte.T, dx = dlogits @ wte, dwte = dlogits.T @ x (engine/gpt.py)
-    gemms += [(1, 1, R, C, V, "nt"), (1, 1, R, V, C, "nn"), (1, 1, V, R, C, "tn")]
+        gemms += linear(L, B * T, i, o)
     # attention (engine/attention.py): s = q @ k.T, y = p @ v; dp = dy @ v.T, dv = p.T @ dy,
     # dq = ds @ k, dk = ds.T @ q
     gemms += [(L, G, T, HS, T, "nt"), (L, G, T, T, HS, "nn"), (L, G, T, HS, T, "nt"),
               (L, G, T, T, HS, "tn"), (L, G, T, T, HS, "nn"), (L, G, T, T, HS, "tn")]
+    if isinstance(cfg, ViTConfig):                     # engine/vit.py
+        P, Cin = cfg.patch_size, cfg.in_channels
+        gemms += linear(1, B * cfg.n_patches, P * P * Cin, C)  # patch embedding
+        gemms += linear(1, B, C, cfg.n_classes)                # head, on the pooled rows
+    else:
+        # tied LM head: logits = x @ wte.T, dx = dlogits @ wte, dwte = dlogits.T @ x (gpt.py)
+        V = cfg.vocab_size
+        gemms += [(1, 1, B * T, C, V, "nt"), (1, 1, B * T, V, C, "nn"), (1, 1, V, B * T, C, "tn")]
     return gemms
 
 
