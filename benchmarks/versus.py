@@ -10,6 +10,7 @@ threading layer; without them our side measured 15-30% slower).
 """
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -115,14 +116,15 @@ def peak(script, a):
 
 
 def alternate(script, a, time_side):
-    """(ours seconds, torch seconds, peak): a.rounds alternating blocks of each side."""
+    """(ours, torch, peak): a.rounds alternating blocks of each side, ours and torch each a list
+    of a.rounds lists of seconds per iteration."""
     run_side = (lambda side: time_side(side, a)) if a.same_process else \
         (lambda side: run_child(script, side, a))
     p = peak(script, a)
     t_ours, t_torch = [], []
     for _ in range(a.rounds):                          # alternate: shared load hits both
-        t_ours += run_side("ours")
-        t_torch += run_side("torch")
+        t_ours.append(run_side("ours"))
+        t_torch.append(run_side("torch"))
     return t_ours, t_torch, max(p, peak(script, a))   # before and after, as bench
 
 
@@ -152,9 +154,15 @@ def add_common_options(ap, defaults):
 
 
 def report(a, torch_version, n_params, flops, tokens, t_ours, t_torch, gemm, floor=None):
-    """The JSON report of a comparison. Two ceilings on torch / ours: the model FLOPs at the
-    GEMM peak (no step can be faster), and, given floor (seconds), our step's matrix products
-    timed alone (analysis/bench.py's GEMM floor: none of our steps can be faster)."""
+    """The JSON report of a comparison (t_ours, t_torch: alternate's rounds). The medians are
+    over all timed iterations of a side; torch / ours is also given round by round (the two
+    blocks of a round ran back to back), whose spread shows how much the ratio moved with the
+    machine's load during the run. Two ceilings on torch / ours: the model FLOPs at the GEMM
+    peak (no step can be faster), and, given floor (seconds), our step's matrix products timed
+    alone (analysis/bench.py's GEMM floor: none of our steps can be faster)."""
+    by_round = [round(statistics.median(t) / statistics.median(o), 3)
+                for o, t in zip(t_ours, t_torch)]
+    t_ours, t_torch = sum(t_ours, []), sum(t_torch, [])
     s_ours = summarize(t_ours, tokens, flops, gemm)
     s_torch = summarize(t_torch, tokens, flops, gemm)
     at_peak_ms = flops / (gemm * 1e9) * 1e3
@@ -165,6 +173,7 @@ def report(a, torch_version, n_params, flops, tokens, t_ours, t_torch, gemm, flo
              minitransformer=s_ours, torch=s_torch,
              ratio_ours_over_torch=round(s_ours["ms_median"] / s_torch["ms_median"], 3),
              torch_over_ours=round(s_torch["ms_median"] / s_ours["ms_median"], 3),
+             torch_over_ours_by_round=by_round,
              ms_at_gemm_peak=round(at_peak_ms, 3),
              torch_over_peak_time=round(s_torch["ms_median"] / at_peak_ms, 3))
     if floor is not None:
@@ -190,6 +199,8 @@ def print_report(r, title, gemm_size):
               f"{s['tokens_per_s']:12,.0f}{s['gflops']:10.1f}{s['fraction_of_peak']:10.1%}")
     print(f"ratio ours / torch (median ms/iter): {r['ratio_ours_over_torch']:.2f} "
           f"(torch / ours {r['torch_over_ours']:.2f}: above 1 means we are faster)")
+    print("torch / ours round by round: "
+          + " ".join(f"{x:.2f}" for x in r["torch_over_ours_by_round"]))
     print(f"ceiling: the model FLOPs at the GEMM peak take {r['ms_at_gemm_peak']:.2f} ms/iter; "
           f"torch / that = {r['torch_over_peak_time']:.2f}, the most any implementation can reach")
     if "gemm_floor_ms" in r:

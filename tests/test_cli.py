@@ -254,6 +254,7 @@ def test_torch_vit_benchmark_script(tmp_path):
     assert r["ratio_ours_over_torch"] > 0
     assert r["cpu"] == cpu_model() and r["cpus"] >= 1
     assert r["gemm_floor_ms"] > 0 and r["ms_at_gemm_peak"] > 0
+    assert len(r["torch_over_ours_by_round"]) == 1 and r["torch_over_ours_by_round"][0] > 0
 
 
 def test_torch_benchmark_script(tmp_path):
@@ -280,3 +281,24 @@ def test_torch_benchmark_script(tmp_path):
     floor_slack = 0.5e-3 / r["gemm_floor_ms"] + 0.5e-3 / r["torch_over_floor"]
     assert r["torch_over_floor"] == pytest.approx(r["torch"]["ms_median"] / r["gemm_floor_ms"],
                                                   rel=floor_slack)
+
+
+def test_versus_report_ratio_round_by_round_and_ceilings():
+    """benchmarks/versus.report on hand-made times: medians over all iterations of a side,
+    torch / ours per round from that round's two blocks, and the two ceilings."""
+    import types
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import versus
+    finally:
+        sys.path.pop(0)
+    a = types.SimpleNamespace(rounds=2, threads=1)
+    ours = [[0.010, 0.012, 0.011], [0.020, 0.020, 0.020]]
+    torch_times = [[0.030] * 3, [0.030] * 3]
+    r = versus.report(a, "test", 10, 1e9, 100, ours, torch_times, 100.0, floor=0.005)
+    assert r["torch_over_ours_by_round"] == [2.727, 1.5]          # 30 / 11, 30 / 20
+    assert r["minitransformer"]["ms_median"] == 16.0               # of 10, 11, 12, 20, 20, 20
+    assert r["torch_over_ours"] == 1.875
+    # 1 GFLOP at 100 GFLOP/s: 10 ms; PyTorch's 30 ms is 3x that and 6x the 5 ms floor
+    assert r["ms_at_gemm_peak"] == 10.0 and r["torch_over_peak_time"] == 3.0
+    assert r["gemm_floor_ms"] == 5.0 and r["torch_over_floor"] == 6.0
