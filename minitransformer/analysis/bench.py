@@ -54,8 +54,9 @@ from ..training.step import train_step
 
 def cpu_model():
     """The processor's name as the OS gives it ("AMD EPYC", "Intel(R) Xeon(R) ..."): speeds and
-    ratios depend on it (two days' tables in README's "Speed" came from two machines, the first
-    with twice the single-thread GEMM peak of the second), so every report names it."""
+    ratios depend on it (the tables of 2026-12-02 and 2026-12-03 in docs/speed.md came from two
+    machines, the first with twice the single-thread GEMM peak of the second), so every report
+    names it."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:

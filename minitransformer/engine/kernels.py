@@ -369,12 +369,13 @@ def embedding_bwd_numpy(idx, dout, V):
 
 
 # --------------------------------------------------------------------------------------------
-# The fast path. Chosen by measurement (README, "Speed"); NumPy everywhere without the JIT.
+# The fast path. Chosen by measurement (docs/speed.md; benchmarks/kernels.py prints both timings);
+# NumPy everywhere without the JIT.
 
 _NUMBA_WINS = ("bias_add", "col_sum", "layernorm_fwd", "layernorm_bwd", "softmax_fwd",
                "softmax_bwd", "embedding_bwd",
                "gelu_tanh_fwd", "gelu_tanh_bwd", "gelu_erf_fwd", "gelu_erf_bwd", "xent")
-_NUMPY_WINS = ()                 # none since the float32 kernels got exp32 (README, "Speed")
+_NUMPY_WINS = ()                 # none since the float32 kernels got exp32 (docs/speed.md)
 
 KERNELS = _NUMBA_WINS + _NUMPY_WINS
 

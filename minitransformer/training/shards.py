@@ -10,7 +10,7 @@ on one core while the other waits. Cutting the batch in two and running each hal
 backward on its own thread, with one BLAS thread each, keeps both cores busy the whole step:
 NumPy's matmul and ufuncs and our Numba kernels (nogil=True) release the GIL, so the two
 threads run at once. Measured on the default GPT (2 cores): 30.9 -> 23.4 ms per step; ViT 17.3
--> 12.5 ms; nanoGPT's GPU shape 704 -> 606 ms (README, "Speed").
+-> 12.5 ms; nanoGPT's GPU shape 704 -> 606 ms (docs/speed.md, 2026-12-02).
 
 The arithmetic: shard i holds rows [a_i, b_i) of the batch (B rows: sequences or images) and
 returns the mean loss over its rows, L_i, and its gradient g_i. The whole batch's mean loss is
