@@ -21,7 +21,8 @@ import sys
 
 import versus  # (also puts the checkout on sys.path)
 from minitransformer import ViTConfig, runtime
-from minitransformer.analysis.bench import ours_vit_step_fn, sharded_gemm_floor
+from minitransformer.analysis.bench import (ours_vit_step_fn, sharded_gemm_floor,
+                                             vit_model_flops)
 from minitransformer.training.shards import auto_shards
 
 
@@ -81,17 +82,6 @@ def gemm_floor(a):
     return sharded_gemm_floor(vit_config(a), a.batch_size, auto_shards(a.batch_size))[0]
 
 
-def vit_flops(cfg, n_params, batch_size):
-    """Model FLOPs per iteration, as bench's formula: 6 * N * B * T' for the weights used once per
-    token (N without pos_embed, cls_token and the head, which act on fewer tokens; T' = patches
-    + cls) + 6 * head * B + 12 * L * C * T'^2 * B for attention (not causal: the full T'^2)."""
-    T = cfg.n_patches + 1
-    head = cfg.n_embd * cfg.n_classes + cfg.n_classes
-    n_tok = n_params - T * cfg.n_embd - cfg.n_embd - head
-    return 6 * n_tok * batch_size * T + 6 * head * batch_size \
-        + 12 * cfg.n_layer * cfg.n_embd * T * T * batch_size
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     versus.add_common_options(ap, {"n-layer": 4, "n-head": 4, "n-embd": 64, "patch-size": 7,
@@ -116,7 +106,7 @@ def main():
     n_torch = sum(p.numel() for p in tmodel.parameters())
     assert n_params == n_torch, (n_params, n_torch)            # the same model, tensor for tensor
     del model, tmodel
-    flops = vit_flops(cfg, n_params, a.batch_size)
+    flops = vit_model_flops(cfg, n_params, a.batch_size)
     t_ours, t_torch, peak = versus.alternate(__file__, a, time_side)
     floor = gemm_floor(a) if a.same_process else versus.run_child(__file__, "floor", a)
     r = versus.report(a, torch.__version__, n_params, flops, a.batch_size * (cfg.n_patches + 1),

@@ -207,6 +207,36 @@ def test_bench_json(run_cli):
     assert r["gemm_floor_ms"] > 0
 
 
+def test_bench_vit_json(run_cli):
+    """--model vit times the ViT: the parameters of test_torch_vit_benchmark_script's ViT,
+    17 tokens per image, and by hand 6·4,112·4·17 + 6·170·4 + 12·1·16·17²·4 = 1,903,728 FLOPs
+    (4,112 = 4,570 parameters without pos 272, cls 16 and the head's 170)."""
+    code, out, _ = run_cli("bench", "--model", "vit", "--n-layer", "1", "--n-embd", "16",
+                           "--n-head", "2", "--batch-size", "4", "--iters", "2", "--warmup", "1",
+                           "--gemm-size", "128", "--json")
+    assert code == 0
+    r = json.loads(out)
+    assert r["config"]["model"] == "vit" and r["config"]["patch_size"] == 7
+    assert r["n_params"] == 4_570 and r["tokens_per_iter"] == 68
+    assert r["gflops"] == pytest.approx(1_903_728 / (r["ms_median"] / 1e3) / 1e9, rel=2e-3,
+                                        abs=0.006)
+    assert r["gemm_floor_rows"] == max(b - a for a, b in shard_bounds(4, r["shards"]))
+    code, out, _ = run_cli("bench", "--model", "vit", "--n-layer", "1", "--n-embd", "16",
+                           "--n-head", "2", "--batch-size", "4", "--iters", "1", "--warmup", "0",
+                           "--gemm-size", "64")
+    assert code == 0 and out.startswith("ViT L=1 NH=2 C=16 P=7 B=4 float32: 4,570 parameters")
+
+
+@pytest.mark.parametrize("args, words", [(("--model", "vit", "--block-size", "8"),
+                                          "--block-size applies to --model gpt only"),
+                                         (("--model", "vit", "--vocab-size", "8"), "--vocab-size"),
+                                         (("--patch-size", "4"),
+                                          "--patch-size applies to --model vit only")])
+def test_bench_options_of_the_other_model_are_one_line(run_cli, args, words):
+    code, _, err = run_cli("bench", *args)
+    assert_one_line_error(code, err, words)
+
+
 def test_bench_one_thread_float64_in_a_fresh_process(run_cli):
     """--threads 1 runs in a child whose BLAS / Numba thread counts are 1; float64 is timed and
     compared with the float64 GEMM peak."""

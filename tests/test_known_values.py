@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from minitransformer import GPTConfig, ViTConfig, build_model
-from minitransformer.analysis.bench import gemm_floor, model_flops, step_gemms
+from minitransformer.analysis.bench import (bench_shape, gemm_floor, model_flops, step_gemms,
+                                             vit_model_flops)
 from minitransformer.analysis.coordcheck import coordcheck, slope
 from minitransformer.training.config import TrainConfig
 from minitransformer.training.loop import run
@@ -25,6 +26,23 @@ def test_bench_flops_of_the_default_gpt_by_hand():
     n = sum(p.size for p in model.params.values())
     assert n == 809_856
     assert model_flops(cfg, n - model.params["wpe.weight"].size, 12) == 3_996_057_600
+
+
+def test_bench_flops_of_the_default_vit_by_hand():
+    """The ViT of `train --model vit` (batch 64, 17 tokens). Parameters: patch_embed 49·64 + 64 =
+    3,200, cls 64, pos 17·64 = 1,088, per block 4·64 (2 LN) + (64·192 + 192) + (64·64 + 64)
+    + (64·256 + 256) + (256·64 + 64) = 49,984, norm 128, head 64·10 + 10 = 650: 205,066 in all.
+    FLOPs = 6·(205,066 − 1,088 − 64 − 650)·64·17 + 6·650·64 + 12·4·64·17²·64
+          = 1,326,907,392 + 249,600 + 56,819,712."""
+    shape = bench_shape("vit")
+    assert shape == dict(n_layer=4, n_head=4, n_embd=64, patch_size=7, batch_size=64)
+    batch = shape.pop("batch_size")
+    cfg = ViTConfig(**shape)
+    n = sum(p.size for p in build_model(cfg, init="vit").params.values())
+    assert n == 205_066
+    assert vit_model_flops(cfg, n, batch) == 1_383_976_704
+    assert bench_shape("gpt") == dict(n_layer=4, n_head=4, n_embd=128, block_size=64,
+                                      batch_size=12, vocab_size=65)
 
 
 def gemm_flops(cfg, batch_size):

@@ -1,7 +1,8 @@
 """Speed benchmark: how fast a training iteration is, and how close that is to this machine's peak.
 
-One timed iteration = loss and gradients (forward + backward) + gradient clipping + an AdamW step,
-in float32, on a fixed batch of random tokens, the batch cut into shards as `train` cuts it (one
+One timed iteration of our GPT (model="vit": our ViT) = loss and gradients (forward + backward) +
+gradient clipping + an AdamW step, in float32, on a fixed batch of random tokens (images), the
+batch cut into shards as `train` cuts it (one
 per core; training/shards.py), after `warmup` untimed iterations (JIT compilation,
 caches, BLAS thread start-up). Reported: median, p90, mean and min ms/iter (the median is the
 headline; p90 and the mean show how much the run was disturbed: under load from other processes
@@ -21,7 +22,7 @@ Model FLOPs per iteration (nanoGPT's estimate_mfu, from the PaLM paper's appendi
 N = parameters without the position embedding (a lookup, no multiply); the tied wte counts once
 (its LM-head matmul). B batch, T block size, L layers, C channels. Elementwise work (LayerNorm,
 GELU, softmax, AdamW) is not counted, so GFLOP/s is "useful matmul work per second", as nanoGPT
-reports it.
+reports it. A ViT's count is the same rule with its tokens (vit_model_flops).
 
 The GEMM peak is measured, not looked up: the best of 7 np.matmul calls on 2048 x 2048 matrices
 (gemm_size) of the benchmark's dtype (2 n^3 FLOPs each) through NumPy's BLAS with the benchmark's
@@ -49,6 +50,7 @@ from .. import GPTConfig, ViTConfig, build_model, runtime
 from ..engine.optim import AdamW
 from ..errors import ConfigError
 from ..training.shards import Shards, auto_shards, shard_bounds
+from ..training.config import VIT_DEFAULTS, TrainConfig
 from ..training.step import train_step
 
 
@@ -226,43 +228,82 @@ def summarize(times, tokens, flops, peak):
             "fraction_of_peak": round(flops / med / 1e9 / peak, 4)}
 
 
-def run_bench(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65,
-              dtype="float32", iters=50, warmup=5, threads=None, gemm_size=2048):
-    """Time our GPT's training iterations; returns a dict (see format_report). threads=N: in a
-    fresh process with N threads of everything (module docstring)."""
+def bench_shape(model):
+    """The shape `bench` times when no option is given: the model `python cli.py train` trains
+    by default (TrainConfig's defaults: nanoGPT's CPU configuration, with GPTConfig's vocabulary
+    of Tiny Shakespeare's 65 characters) or with --model vit (VIT_DEFAULTS over them)."""
+    t = TrainConfig()
+    if model == "vit":
+        return {k: VIT_DEFAULTS.get(k, getattr(t, k))
+                for k in ("n_layer", "n_head", "n_embd", "patch_size", "batch_size")}
+    return dict(n_layer=t.n_layer, n_head=t.n_head, n_embd=t.n_embd, block_size=t.block_size,
+                batch_size=t.batch_size, vocab_size=GPTConfig().vocab_size)
+
+
+def vit_model_flops(cfg, n_params, batch_size):
+    """Model FLOPs per iteration of a ViT, as model_flops: 6 * N * B * T' for the weights used
+    once per token (N without pos_embed, cls_token and the head, which act on fewer tokens; T' =
+    its tokens) + 6 * head * B + 12 * L * C * T'^2 * B for attention (not causal: the full T'^2)."""
+    T = cfg.n_tokens
+    head = cfg.n_embd * cfg.n_classes + cfg.n_classes
+    n_tok = n_params - T * cfg.n_embd - (cfg.n_embd if cfg.pool == "cls" else 0) - head
+    return 6 * n_tok * batch_size * T + 6 * head * batch_size \
+        + 12 * cfg.n_layer * cfg.n_embd * T * T * batch_size
+
+
+def run_bench(model="gpt", n_layer=None, n_head=None, n_embd=None, block_size=None,
+              batch_size=None, vocab_size=None, patch_size=None, dtype="float32", iters=50,
+              warmup=5, threads=None, gemm_size=2048):
+    """Time our GPT's or ViT's training iterations; returns a dict (see format_report). A shape
+    option left None takes bench_shape(model)'s value. threads=N: in a fresh process with N
+    threads of everything (module docstring)."""
+    if model not in ("gpt", "vit"):
+        raise ConfigError(f"model must be gpt or vit, got {model!r}")
     if dtype not in ("float32", "float64"):
         raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+    given = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
+                 batch_size=batch_size, vocab_size=vocab_size, patch_size=patch_size)
+    shape = bench_shape(model)
+    for k, v in given.items():
+        if v is not None and k not in shape:
+            other = "vit" if model == "gpt" else "gpt"
+            raise ConfigError(f"--{k.replace('_', '-')} applies to --model {other} only")
+    shape.update({k: v for k, v in given.items() if v is not None})
     if threads is not None:
         if threads < 1:
             raise ConfigError(f"threads must be a positive integer, got {threads}")
-        kwargs = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
-                      batch_size=batch_size, vocab_size=vocab_size, dtype=dtype, iters=iters,
-                      warmup=warmup, gemm_size=gemm_size)
+        kwargs = dict(model=model, **shape, dtype=dtype, iters=iters, warmup=warmup,
+                      gemm_size=gemm_size)
         return dict(run_in_child(kwargs, threads), threads=threads)
     if iters < 1 or warmup < 0:
         raise ConfigError(f"iters must be >= 1 and warmup >= 0, got {iters} and {warmup}")
+    batch_size = shape.pop("batch_size")
     if batch_size < 1 or gemm_size < 1:
         raise ConfigError(f"batch_size and gemm_size must be positive integers, got "
                           f"{batch_size} and {gemm_size}")
-    cfg = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
-                    n_head=n_head, n_embd=n_embd)
     peak = gemm_peak(gemm_size, dtype=dtype)           # before the shards set BLAS to 1 thread
-    step, model = ours_step_fn(cfg, batch_size, dtype)
-    n_params = int(sum(p.size for p in model.params.values()))
-    n_no_pos = n_params - model.params["wpe.weight"].size
-    flops = model_flops(cfg, n_no_pos, batch_size)
-    tokens = batch_size * block_size
+    if model == "vit":
+        cfg = ViTConfig(**shape)
+        step, net = ours_vit_step_fn(cfg, batch_size, dtype)
+        n_params = int(sum(p.size for p in net.params.values()))
+        flops, tokens = vit_model_flops(cfg, n_params, batch_size), batch_size * cfg.n_tokens
+        formula = "6*N*B*T + 6*head*B + 12*L*C*T*B*T, T = tokens, N = params acting per token"
+    else:
+        cfg = GPTConfig(**shape)
+        step, net = ours_step_fn(cfg, batch_size, dtype)
+        n_params = int(sum(p.size for p in net.params.values()))
+        n_no_pos = n_params - net.params["wpe.weight"].size
+        flops, tokens = model_flops(cfg, n_no_pos, batch_size), batch_size * cfg.block_size
+        formula = "6*N*B*T + 12*L*C*T*B*T, N = params without wpe"
     times = time_iterations(step, iters, warmup)
     shards = step.keywords["shards"].n
     step.keywords["shards"].close()                    # BLAS's threads back, for the peak
     floor, shard_rows = sharded_gemm_floor(cfg, batch_size, shards, dtype)
     peak = max(peak, gemm_peak(gemm_size, dtype=dtype))    # before and after: the best of both
     return dict(
-        config=dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
-                    batch_size=batch_size, vocab_size=vocab_size, dtype=dtype),
+        config=dict(model=model, **shape, batch_size=batch_size, dtype=dtype),
         iters=iters, warmup=warmup, n_params=n_params, tokens_per_iter=tokens,
-        gflop_per_iter=round(flops / 1e9, 4),
-        flops_formula="6*N*B*T + 12*L*C*T*B*T, N = params without wpe",
+        gflop_per_iter=round(flops / 1e9, 4), flops_formula=formula,
         gemm_peak_gflops=round(peak, 1), gemm_size=gemm_size,
         **summarize(times, tokens, flops, peak),
         gemm_floor_ms=round(1e3 * floor, 3), gemm_floor_rows=shard_rows,
@@ -289,9 +330,12 @@ def run_in_child(kwargs, threads):
 
 def format_report(r):
     c = r["config"]
+    title = (f"ViT L={c['n_layer']} NH={c['n_head']} C={c['n_embd']} P={c['patch_size']} "
+             f"B={c['batch_size']}" if c.get("model") == "vit" else
+             f"GPT L={c['n_layer']} NH={c['n_head']} C={c['n_embd']} T={c['block_size']} "
+             f"B={c['batch_size']} V={c['vocab_size']}")
     return "\n".join([
-        f"GPT L={c['n_layer']} NH={c['n_head']} C={c['n_embd']} T={c['block_size']} "
-        f"B={c['batch_size']} V={c['vocab_size']} {c['dtype']}: {r['n_params']:,} parameters, "
+        f"{title} {c['dtype']}: {r['n_params']:,} parameters, "
         f"{r['tokens_per_iter']} tokens/iter",
         f"  {r['iters']} timed iterations after {r['warmup']} warm-up "
         f"(forward + backward + clip + AdamW), "
@@ -308,7 +352,7 @@ def format_report(r):
         f"  fraction of peak {r['fraction_of_peak']:.1%}",
         f"  GEMM floor       {r['gemm_floor_ms']:.2f} ms/iter = "
         f"{r['gemm_floor_ms'] / r['ms_median']:.1%} of the median: the step's matrix products "
-        f"for {r['gemm_floor_rows']} sequence(s) (one shard), each timed alone, warm",
+        f"for {r['gemm_floor_rows']} of the batch (one shard), each timed alone, warm",
         f"  machine          {r['machine']['cpu']}, {r['machine']['cpus']} CPU(s), "
         f"NumPy {r['machine']['numpy']}",
     ])

@@ -8,7 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from ..engine.config import ConfigError
+from ..engine.config import ConfigError, GPTConfig
 from .options import nonempty_path
 from ..training.config import TrainConfig, VIT_DEFAULTS
 
@@ -191,12 +191,18 @@ def sample(run_dir, prompt, max_new_tokens, temperature, top_k, seed):
 
 
 @click.command()
-@click.option("--n-layer", type=int, default=4, show_default=True)
-@click.option("--n-head", type=int, default=4, show_default=True)
-@click.option("--n-embd", type=int, default=128, show_default=True)
-@click.option("--block-size", type=int, default=64, show_default=True)
-@click.option("--batch-size", type=int, default=12, show_default=True)
-@click.option("--vocab-size", type=int, default=65, show_default=True)
+@click.option("--model", type=click.Choice(["gpt", "vit"]), default="gpt", show_default=True,
+              help="gpt: nanoGPT's CPU config; vit: the ViT of `train --model vit`.")
+@click.option("--n-layer", type=int, default=None, help=_help("n_layer", "Blocks."))
+@click.option("--n-head", type=int, default=None, help=_help("n_head", "Heads."))
+@click.option("--n-embd", type=int, default=None, help=_help("n_embd", "Channels."))
+@click.option("--block-size", type=int, default=None, help=_help("block_size", "GPT only."))
+@click.option("--batch-size", type=int, default=None,
+              help=_help("batch_size", "Sequences or images."))
+@click.option("--vocab-size", type=int, default=None,
+              help=f"GPT only. [default: {GPTConfig().vocab_size}, Tiny Shakespeare's characters]")
+@click.option("--patch-size", type=int, default=None, help="ViT only. "
+              f"[default: {VIT_DEFAULTS['patch_size']}]")
 @click.option("--dtype", type=str, default="float32", show_default=True,
               help="float32 | float64 (the gradient checks' precision).")
 @click.option("--iters", type=int, default=50, show_default=True, help="Timed iterations.")
