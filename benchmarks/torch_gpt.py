@@ -30,11 +30,14 @@ import sys
 
 import versus  # (also puts the checkout on sys.path)
 from minitransformer import GPTConfig, runtime
-from minitransformer.analysis.bench import model_flops, ours_step_fn, sharded_gemm_floor
+from minitransformer.analysis.bench import (bench_shape, model_flops, ours_step_fn,
+                                             sharded_gemm_floor)
 from minitransformer.training.shards import auto_shards
 
-SHAPES = {"cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12),
-          "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=8)}
+# cpu: the GPT `bench` and `train` use by default (nanoGPT's CPU config); gpu: nanoGPT's GPU
+# shape, with the same vocabulary
+SHAPES = {"cpu": bench_shape("gpt")}
+SHAPES["gpu"] = dict(SHAPES["cpu"], n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=8)
 
 
 def torch_step_fn(torch, cfg, batch_size, seed=0):
@@ -91,8 +94,7 @@ def parse_args():
     ap.add_argument("--shape", choices=tuple(SHAPES), default="cpu",
                     help="cpu: nanoGPT's CPU config (4x4x128, T 64, B 12); gpu: its GPU shape "
                          "(6x6x384, T 256, B 8); the options below override it")
-    versus.add_common_options(ap, {k.replace("_", "-"): None for k in SHAPES["cpu"]}
-                              | {"vocab-size": 65})
+    versus.add_common_options(ap, {k.replace("_", "-"): None for k in SHAPES["cpu"]})
     a = ap.parse_args()
     for k, v in SHAPES[a.shape].items():
         if getattr(a, k) is None:

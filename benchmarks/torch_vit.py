@@ -21,8 +21,8 @@ import sys
 
 import versus  # (also puts the checkout on sys.path)
 from minitransformer import ViTConfig, runtime
-from minitransformer.analysis.bench import (ours_vit_step_fn, sharded_gemm_floor,
-                                             vit_model_flops)
+from minitransformer.analysis.bench import (bench_shape, ours_vit_step_fn,
+                                             sharded_gemm_floor, vit_model_flops)
 from minitransformer.training.shards import auto_shards
 
 
@@ -84,8 +84,7 @@ def gemm_floor(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    versus.add_common_options(ap, {"n-layer": 4, "n-head": 4, "n-embd": 64, "patch-size": 7,
-                                   "batch-size": 64})
+    versus.add_common_options(ap, {k.replace("_", "-"): v for k, v in bench_shape("vit").items()})
     a = ap.parse_args()
     try:
         import torch
